@@ -1,0 +1,46 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { systemClock } from '../jobs/index.ts';
+import { ReportError } from '../report/index.ts';
+import { SourceError } from '../source/index.ts';
+import { logQueue, plainLog } from '../ui/index.ts';
+import { InfoExit, parseArgs, UsageError } from './options.ts';
+import { startDispatch } from './start.ts';
+
+const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const write = (line: string) => process.stdout.write(`${line}\n`);
+
+async function main(argv: readonly string[]): Promise<number> {
+  const config = parseArgs(argv, version, { out: (text) => process.stdout.write(text) });
+  const log = plainLog(write, systemClock);
+  const running = await startDispatch(config, { log });
+  logQueue(running.queue, write);
+  log('http', `listening on ${running.url}`);
+  for (const url of running.bootUrls) log('http', `servers boot from ${url}`);
+  if (config.mdns) log('mdns', 'not advertised: mDNS arrives in a later version (pass --no-mdns to silence this)');
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        // A second signal means now.
+        process.exit(130);
+      }
+      stopping = true;
+      log('dispatch', `${signal}: stopping`);
+      void running.close().then(() => resolve(0));
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof InfoExit) process.exit(0);
+    const usage = err instanceof UsageError || err instanceof SourceError || err instanceof ReportError;
+    process.stderr.write(`dispatch: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(usage ? 2 : 1);
+  },
+);

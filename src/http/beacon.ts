@@ -1,0 +1,49 @@
+import type { Context, Next } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { parseReport } from '../report/index.ts';
+import type { AppDeps, Env } from './deps.ts';
+import { peerAddress } from './peer.ts';
+
+/** POST: `beacon boot`. The server's downloaded job is now running. */
+export function bootedRoute(deps: AppDeps) {
+  return (c: Context<Env>) => {
+    const ip = peerAddress(c);
+    if (ip === undefined) return c.text('cannot tell which server this is\n', 400);
+    const job = deps.queue.boot(ip);
+    if (!job) return c.text(`no workload is booting on ${ip}\n`, 417);
+    return c.text(`booting ${job.name}\n`, 200);
+  };
+}
+
+/**
+ * PUT: `beacon report`. Checked in the order that costs least: is there a job
+ * (417), is the body too big (413, while reading, before it is all in), is it
+ * a report (400); then stored durably before the 200.
+ */
+export function reportRoute(deps: AppDeps) {
+  const target = async (c: Context<Env>, next: Next) => {
+    const ip = peerAddress(c);
+    if (ip === undefined) return c.text('cannot tell which server this is\n', 400);
+    if (deps.queue.reportTarget(ip) === undefined) return c.text(`no job on ${ip} to report for\n`, 417);
+    await next();
+    return undefined;
+  };
+  const limit = bodyLimit({
+    maxSize: deps.maxReportBytes,
+    onError: (c) => c.text(`report too large: the limit is ${deps.maxReportBytes} bytes\n`, 413),
+  });
+  const store = async (c: Context<Env>) => {
+    const ip = peerAddress(c)!;
+    const parsed = parseReport(await c.req.text());
+    if (!parsed.ok) {
+      deps.log('http', `${ip} sent a bad report: ${parsed.reason}`);
+      return c.text(`${parsed.reason}\n`, 400);
+    }
+    // Looked up again: the job may have moved on while the body was arriving.
+    const id = deps.queue.reportTarget(ip);
+    if (id === undefined) return c.text(`no job on ${ip} to report for\n`, 417);
+    await deps.reports.submit(id, parsed.value);
+    return c.text('report stored\n', 200);
+  };
+  return [target, limit, store] as const;
+}

@@ -1,0 +1,67 @@
+import type { Context } from 'hono';
+import type { Claim } from '../jobs/index.ts';
+import type { Workload } from '../source/index.ts';
+import { countedBody } from './body.ts';
+import type { AppDeps, Env } from './deps.ts';
+import { peerAddress } from './peer.ts';
+import { parseRange, resolveRange, startsAtZero } from './range.ts';
+
+/**
+ * HEAD and GET of the protocol path: what the firmware boots. HEAD only ever
+ * assigns; GET streams and moves the job to Downloading. Both answer with the
+ * same length and bare content type for the same server, because EDK2 sizes
+ * its buffer from the HEAD and rejects any parameter on the type.
+ */
+export function bootRoute(deps: AppDeps) {
+  return (c: Context<Env>) => {
+    const ip = peerAddress(c);
+    if (ip === undefined) return c.text('cannot tell which server this is\n', 400);
+    const method = c.req.method === 'HEAD' ? 'HEAD' : 'GET';
+    const spec = method === 'GET' ? parseRange(c.req.header('range')) : undefined;
+    // A range from byte 0 is a fresh download, not a resume: it may take a new job.
+    const resuming = spec !== undefined && !startsAtZero(spec);
+    const claim: Claim = resuming ? deps.queue.claimRange(ip) : deps.queue.claim(ip, method);
+    if (claim.kind === 'none') {
+      deps.log('http', `${ip} asked to resume a download it does not hold (${c.req.header('range')})`);
+      return c.text('nothing to resume: this server holds no download\n', 416);
+    }
+    const workload = claim.kind === 'job' ? claim.workload : deps.poweroff;
+    const headers: Record<string, string> = {
+      'Content-Type': workload.contentType,
+      'Accept-Ranges': 'bytes',
+      'Cache-Control': 'no-store',
+    };
+    if (method === 'HEAD') {
+      return c.body(null, 200, { ...headers, 'Content-Length': String(workload.size) });
+    }
+    if (spec === undefined) {
+      return send(c, deps, workload, claim, ip, headers, { start: 0, end: workload.size - 1 }, 200);
+    }
+    const range = resolveRange(spec, workload.size);
+    if (range === undefined) {
+      return c.body('range not satisfiable\n', 416, { ...headers, 'Content-Range': `bytes */${workload.size}` });
+    }
+    return send(c, deps, workload, claim, ip, { ...headers, 'Content-Range': `bytes ${range.start}-${range.end}/${workload.size}` }, range, 206);
+  };
+}
+
+function send(
+  c: Context<Env>,
+  deps: AppDeps,
+  workload: Workload,
+  claim: Claim,
+  ip: string,
+  headers: Record<string, string>,
+  range: { start: number; end: number },
+  status: 200 | 206,
+) {
+  const transfer =
+    claim.kind === 'job'
+      ? deps.queue.beginTransfer(claim.id, ip, {
+          reachesEnd: range.end === workload.size - 1,
+          ...(status === 206 ? { range: `bytes ${range.start}-${range.end}` } : {}),
+        })
+      : undefined;
+  const body = countedBody(workload.read(range), transfer, c.env?.outgoing);
+  return c.body(body, status, { ...headers, 'Content-Length': String(range.end - range.start + 1) });
+}

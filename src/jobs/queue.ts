@@ -1,0 +1,327 @@
+import { createActor, type Actor } from 'xstate';
+import type { Workload } from '../source/index.ts';
+import type { Clock } from './clock.ts';
+import { jobMachine, type JobContext, type JobEvent, type JobState } from './machine.ts';
+
+export interface TimelineEntry {
+  readonly at: number;
+  readonly what: string;
+  readonly ip: string | null;
+}
+
+/** A read-only picture of one job, for the API, the UI and reports. */
+export interface JobView {
+  readonly id: number;
+  readonly name: string;
+  readonly state: JobState;
+  readonly ip: string | null;
+  readonly size: number;
+  readonly contentType: Workload['contentType'];
+  readonly attempts: number;
+  readonly broken: number;
+  /** When the job entered its current state (clock ms). */
+  readonly since: number;
+  /** Where its reports went: issue URLs or report files. */
+  readonly reports: readonly string[];
+  readonly reason: string | null;
+  /** Bytes the current or last transfer has sent. */
+  readonly bytes: number;
+  readonly timeline: readonly TimelineEntry[];
+  /** Timeline entries dropped to keep the list capped. */
+  readonly dropped: number;
+}
+
+export type QueueEvent =
+  | { readonly kind: 'job'; readonly at: number; readonly job: JobView; readonly what: string }
+  /** A job just failed; its failure report is due. */
+  | { readonly kind: 'failed'; readonly at: number; readonly job: JobView }
+  | { readonly kind: 'poweroff'; readonly at: number; readonly ip: string; readonly what: string };
+
+/** What a server's HEAD or GET is answered with. */
+export type Claim =
+  | { readonly kind: 'job'; readonly id: number; readonly workload: Workload }
+  | { readonly kind: 'poweroff' }
+  | { readonly kind: 'none' };
+
+/** A running transfer of a job's bytes to the server that holds it. */
+export interface Transfer {
+  /** Total bytes sent so far in this transfer. */
+  progress(bytes: number): void;
+  /** The transfer ended; `delivered` when every byte it promised reached the socket. */
+  end(delivered: boolean): void;
+}
+
+export interface QueueOptions {
+  readonly clock: Clock;
+  /** Rule 2: Assigned/Downloading without progress for this long goes back to the pool. */
+  readonly downloadTimeoutMs: number;
+  /** Cap on each job's timeline. */
+  readonly maxTimeline?: number;
+}
+
+type JobActor = Actor<typeof jobMachine>;
+
+interface Job {
+  readonly id: number;
+  readonly workload: Workload;
+  readonly actor: JobActor;
+  state: JobState;
+  /** The server that held the job at the last snapshot (the machine clears it on release). */
+  heldBy: string | null;
+  since: number;
+  bytes: number;
+  lastProgressAt: number;
+  readonly reports: string[];
+  readonly timeline: TimelineEntry[];
+  dropped: number;
+}
+
+/** Progress events are coalesced: the no-progress timer needs no finer grain than this. */
+const PROGRESS_EVERY_MS = 1_000;
+
+/**
+ * The lab's jobs, in workload name order, and which server holds which.
+ * Pure: no sockets, no files; time comes from the injected clock. HTTP calls
+ * in, the UI and the reporters subscribe to its events.
+ */
+export class Queue {
+  readonly #clock: Clock;
+  readonly #maxTimeline: number;
+  readonly #jobs: Job[] = [];
+  /** Unassigned job ids, ascending: the next job is always the first. */
+  readonly #pool: number[] = [];
+  /** The latest job each server took (rule 1 stickiness, rule 6 report target). */
+  readonly #byIp = new Map<string, Job>();
+  /** Servers whose last answer was poweroff.efi, so a resumed poweroff download stays one. */
+  readonly #poweredOff = new Set<string>();
+  readonly #listeners = new Set<(event: QueueEvent) => void>();
+
+  constructor(workloads: readonly Workload[], options: QueueOptions) {
+    this.#clock = options.clock;
+    this.#maxTimeline = options.maxTimeline ?? 100;
+    const machine = jobMachine.provide({ delays: { downloadTimeout: options.downloadTimeoutMs } });
+    const now = this.#clock.now();
+    workloads.forEach((workload, id) => {
+      const actor = createActor(machine, { clock: this.#clock });
+      const job: Job = { id, workload, actor, state: 'unassigned', heldBy: null, since: now, bytes: 0, lastProgressAt: 0, reports: [], timeline: [], dropped: 0 };
+      this.#jobs.push(job);
+      this.#pool.push(id);
+      actor.subscribe((snapshot) => this.#observe(job, snapshot.value as JobState, snapshot.context));
+      actor.start();
+    });
+  }
+
+  subscribe(listener: (event: QueueEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  list(): JobView[] {
+    return this.#jobs.map((job) => this.#view(job));
+  }
+
+  get(id: number): JobView | undefined {
+    const job = this.#jobs[id];
+    return job && this.#view(job);
+  }
+
+  /**
+   * A HEAD or a plain GET: which workload this server boots next. A retry gets
+   * the same job (rule 1); a server that comes back after a full download
+   * without reporting fails that job first (rule 3); nothing left → poweroff.
+   */
+  claim(ip: string, method: 'HEAD' | 'GET'): Claim {
+    const held = this.#byIp.get(ip);
+    if (held) {
+      const { state, transferred } = this.#context(held);
+      if (state === 'assigned' || (state === 'downloading' && !transferred)) {
+        // HEAD then GET is the normal pair; anything else is the firmware retrying.
+        if (method === 'HEAD' || state === 'downloading') this.#note(held, `${method} again: same job (rule 1)`, ip);
+        return this.#claimOf(held);
+      }
+      if (state === 'downloading' || state === 'booting') {
+        this.#send(held, { type: 'fail', reason: 'rebooted without report' }, `failed: rebooted without report (${method} for a new workload)`, ip);
+      }
+    }
+    const next = this.#pool.shift();
+    if (next === undefined) {
+      this.#poweredOff.add(ip);
+      this.#emit({ kind: 'poweroff', at: this.#clock.now(), ip, what: `${method} poweroff.efi: nothing left to run` });
+      return { kind: 'poweroff' };
+    }
+    const job = this.#jobs[next]!;
+    this.#poweredOff.delete(ip);
+    this.#byIp.set(ip, job);
+    this.#send(job, { type: 'assign', ip }, `assigned to ${ip} (${method})`, ip);
+    return this.#claimOf(job);
+  }
+
+  /**
+   * A GET with a Range resumes a broken transfer: only ever the bytes of what
+   * this server was already downloading, never a new job.
+   */
+  claimRange(ip: string): Claim {
+    const held = this.#byIp.get(ip);
+    if (held) {
+      const { state } = this.#context(held);
+      if (state === 'assigned' || state === 'downloading') return this.#claimOf(held);
+    }
+    return this.#poweredOff.has(ip) ? { kind: 'poweroff' } : { kind: 'none' };
+  }
+
+  /** Bytes of job `id` start flowing to `ip`; `reachesEnd` when the last byte is among them. */
+  beginTransfer(id: number, ip: string, detail: { readonly reachesEnd: boolean; readonly range?: string }): Transfer {
+    const job = this.#jobs[id]!;
+    job.bytes = 0;
+    job.lastProgressAt = this.#clock.now();
+    const attempt = this.#context(job).attempts + 1;
+    this.#send(job, { type: 'download.start' }, `download started${detail.range ? ` (${detail.range})` : ''}, attempt ${attempt}`, ip);
+    let ended = false;
+    // A transfer that outlived its job's hold (timed out, handed on) must not move the job.
+    const stillHolds = () => this.#context(job).ip === ip && this.#context(job).state === 'downloading';
+    return {
+      progress: (bytes) => {
+        job.bytes = bytes;
+        const now = this.#clock.now();
+        if (now - job.lastProgressAt < PROGRESS_EVERY_MS || !stillHolds()) return;
+        job.lastProgressAt = now;
+        job.actor.send({ type: 'download.progress' });
+      },
+      end: (delivered) => {
+        if (ended) return;
+        ended = true;
+        if (!stillHolds()) return;
+        if (!delivered) {
+          this.#send(job, { type: 'download.broken' }, `download broken after ${job.bytes} bytes`, ip);
+        } else if (detail.reachesEnd) {
+          this.#send(job, { type: 'download.done' }, `download complete (${job.bytes} bytes)`, ip);
+        } else {
+          job.actor.send({ type: 'download.progress' });
+        }
+      },
+    };
+  }
+
+  /** `beacon boot`: the workload is running. Undefined when this server holds nothing bootable (417). */
+  boot(ip: string): JobView | undefined {
+    const held = this.#byIp.get(ip);
+    if (!held) return undefined;
+    const { state } = this.#context(held);
+    if (state !== 'downloading' && state !== 'booting') return undefined;
+    this.#send(held, { type: 'boot' }, state === 'booting' ? 'booting (again)' : 'booting', ip);
+    return this.#view(held);
+  }
+
+  /** The job a report from `ip` belongs to (rule 6), or undefined (417). */
+  reportTarget(ip: string): number | undefined {
+    const held = this.#byIp.get(ip);
+    if (!held) return undefined;
+    const { state } = this.#context(held);
+    return state === 'booting' || state === 'reported' || state === 'finished' ? held.id : undefined;
+  }
+
+  /** A report for job `id` is durably stored and acknowledged. */
+  reportAccepted(id: number, title: string): void {
+    const job = this.#jobs[id]!;
+    this.#send(job, { type: 'report' }, `report accepted: ${JSON.stringify(title)}`, this.#context(job).ip);
+  }
+
+  /** A report of job `id` has been filed at `ref` (rule 7: the last one finishes the job). */
+  reportFiled(id: number, ref: string): void {
+    const job = this.#jobs[id]!;
+    job.reports.push(ref);
+    this.#send(job, { type: 'report.filed' }, `report filed: ${ref}`, this.#context(job).ip);
+  }
+
+  /** The failure report of a failed job has been filed at `ref`. */
+  failureFiled(id: number, ref: string): void {
+    const job = this.#jobs[id]!;
+    job.reports.push(ref);
+    this.#note(job, `failure report filed: ${ref}`, this.#context(job).ip);
+    this.#emit({ kind: 'job', at: this.#clock.now(), job: this.#view(job), what: `failure report filed: ${ref}` });
+  }
+
+  /** Stop every job's timers. */
+  stop(): void {
+    for (const job of this.#jobs) job.actor.stop();
+  }
+
+  #claimOf(job: Job): Claim {
+    return { kind: 'job', id: job.id, workload: job.workload };
+  }
+
+  #context(job: Job): JobContext & { state: JobState } {
+    const snapshot = job.actor.getSnapshot();
+    return { ...snapshot.context, state: snapshot.value as JobState };
+  }
+
+  /** Send an event and, when it changed anything, tell the subscribers. */
+  #send(job: Job, event: JobEvent, what: string, ip: string | null): void {
+    const before = job.actor.getSnapshot();
+    job.actor.send(event);
+    const after = job.actor.getSnapshot();
+    if (after === before) return;
+    this.#note(job, what, ip);
+    this.#emit({ kind: 'job', at: this.#clock.now(), job: this.#view(job), what });
+    if (after.value === 'failed' && before.value !== 'failed') {
+      this.#emit({ kind: 'failed', at: this.#clock.now(), job: this.#view(job) });
+    }
+  }
+
+  /** Every snapshot passes here, including ones the machine makes itself (timeouts). */
+  #observe(job: Job, state: JobState, context: JobContext): void {
+    const previousIp = job.heldBy;
+    job.heldBy = context.ip;
+    if (state === job.state) return;
+    const from = job.state;
+    job.state = state;
+    job.since = this.#clock.now();
+    if (state === 'unassigned' && (from === 'assigned' || from === 'downloading')) {
+      // Rule 2: the hold lapsed; the job is anyone's again, first in line by name.
+      if (previousIp !== null && this.#byIp.get(previousIp) === job) this.#byIp.delete(previousIp);
+      this.#returnToPool(job.id);
+      const what = `back to the pool: no progress from ${previousIp ?? 'its server'} in time`;
+      this.#note(job, what, previousIp);
+      this.#emit({ kind: 'job', at: this.#clock.now(), job: this.#view(job), what });
+    }
+  }
+
+  #returnToPool(id: number): void {
+    let at = this.#pool.findIndex((other) => other > id);
+    if (at === -1) at = this.#pool.length;
+    this.#pool.splice(at, 0, id);
+  }
+
+  #note(job: Job, what: string, ip: string | null): void {
+    job.timeline.push({ at: this.#clock.now(), what, ip });
+    if (job.timeline.length > this.#maxTimeline) {
+      // Keep the first entry (how the job started) and the most recent ones.
+      job.timeline.splice(1, 1);
+      job.dropped += 1;
+    }
+  }
+
+  #emit(event: QueueEvent): void {
+    for (const listener of this.#listeners) listener(event);
+  }
+
+  #view(job: Job): JobView {
+    const { state, ip, attempts, broken, reason } = this.#context(job);
+    return {
+      id: job.id,
+      name: job.workload.name,
+      state,
+      ip,
+      size: job.workload.size,
+      contentType: job.workload.contentType,
+      attempts,
+      broken,
+      since: job.since,
+      reports: [...job.reports],
+      reason,
+      bytes: job.bytes,
+      timeline: [...job.timeline],
+      dropped: job.dropped,
+    };
+  }
+}

@@ -1,0 +1,91 @@
+import { randomBytes } from 'node:crypto';
+import { link, mkdir, open, unlink } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { renderMarkdown } from './markdown.ts';
+import { ReportError, type Filing, type ReportSink, type StoredFiling } from './types.ts';
+
+/**
+ * Reports as Markdown files, one per report. Storing is filing: once the file
+ * is written, synced and renamed into place, it is where it belongs.
+ */
+export function directorySink(dir: string): ReportSink {
+  const root = resolve(dir);
+  let ready: Promise<unknown> | undefined;
+  return {
+    description: `directory ${root}`,
+    async store(filing) {
+      ready ??= mkdir(root, { recursive: true });
+      await ready;
+      const ref = await writeDurably(root, fileStem(filing), renderMarkdown(filing));
+      return { filing, ref };
+    },
+    async file(stored: StoredFiling) {
+      return stored.ref;
+    },
+  };
+}
+
+/** Check up front that reports can be written there, so a bad --reports fails at start, not at the first report. */
+export async function checkReportDirectory(dir: string): Promise<void> {
+  const root = resolve(dir);
+  try {
+    await mkdir(root, { recursive: true });
+    const probe = join(root, `.dispatch-probe-${randomBytes(4).toString('hex')}`);
+    const handle = await open(probe, 'wx');
+    await handle.close();
+    await unlink(probe);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ReportError(`cannot write reports to ${root}: ${code === 'EACCES' ? 'permission denied' : code === 'ENOTDIR' || code === 'EEXIST' ? 'not a directory' : (err as Error).message}`, { cause: err });
+  }
+}
+
+function fileStem(filing: Filing): string {
+  const at = new Date(filing.receivedAt).toISOString().replace(/[-:]/g, '');
+  const suffix = filing.kind === 'failure' ? '-failed' : '';
+  return `${at}-${slug(filing.job.name)}-${slug(filing.job.ip ?? 'unknown')}${suffix}`;
+}
+
+function slug(text: string): string {
+  return text.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 80);
+}
+
+/**
+ * Write, fsync, then link into place under a name no other report has, and
+ * fsync the directory: after this resolves the report survives a power cut,
+ * and a crash half-way leaves only a temporary file, never half a report.
+ */
+async function writeDurably(root: string, stem: string, text: string): Promise<string> {
+  const temp = join(root, `.tmp-${stem}-${randomBytes(6).toString('hex')}`);
+  const handle = await open(temp, 'wx');
+  try {
+    await handle.writeFile(text, 'utf8');
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    for (let n = 1; ; n += 1) {
+      const path = join(root, n === 1 ? `${stem}.md` : `${stem}-${n}.md`);
+      try {
+        await link(temp, path);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue;
+        throw err;
+      }
+      await syncDirectory(root);
+      return path;
+    }
+  } finally {
+    await unlink(temp).catch(() => undefined);
+  }
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

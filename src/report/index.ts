@@ -1,0 +1,6 @@
+export type { Filing, Report, ReportSink, StoredFiling } from './types.ts';
+export { ReportError } from './types.ts';
+export { parseReport, type Validated } from './validate.ts';
+export { failureReport, renderMarkdown } from './markdown.ts';
+export { checkReportDirectory, directorySink } from './directory.ts';
+export { Reporter, type ReporterOptions } from './reporter.ts';

@@ -1,0 +1,1 @@
+export { formatEvent, logQueue, plainLog } from './log.ts';
