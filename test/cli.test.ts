@@ -36,6 +36,31 @@ async function scratch(t: { after(fn: () => Promise<void>): void }): Promise<str
   return dir;
 }
 
+/** Start the CLI and wait for the URL it listens on; killed when the test ends. */
+async function serving(t: { after(fn: () => void): void }, args: string[]) {
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(() => child.kill('SIGKILL'));
+  const output = { stdout: '' };
+  child.stdout.on('data', (d: Buffer) => (output.stdout += d));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no URL in ${output.stdout}`)), 15_000);
+    child.stdout.on('data', () => {
+      const match = /listening on (\S+)/.exec(output.stdout);
+      if (match) {
+        clearTimeout(timer);
+        resolve(match[1]!);
+      }
+    });
+  });
+  /** Send a signal and wait for the exit code. */
+  const stop = async (signal: NodeJS.Signals) => {
+    child.kill(signal);
+    const [code] = (await once(child, 'exit')) as [number | null];
+    return code;
+  };
+  return { url, output, stop };
+}
+
 /** A bad command line: exit 2, exactly one line on stderr, no stack trace. */
 function assertUsageError(result: Exit, pattern: RegExp) {
   assert.equal(result.code, 2, `exit code (stderr: ${result.stderr})`);
@@ -110,32 +135,16 @@ describe('a run', () => {
     await writeFile(join(dir, 'README.md'), 'ignored');
     await writeFile(join(dir, 'notes.txt'), 'ignored');
     const reports = join(dir, 'out');
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, '--dir', dir, '--reports', reports, '--bind', '127.0.0.1:0', '--no-mdns', 'first', 'second'], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    t.after(() => child.kill('SIGKILL'));
-    let stdout = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no URL in ${stdout}`)), 15_000);
-      child.stdout.on('data', () => {
-        const match = /listening on (http:\/\/127\.0\.0\.1:\d+\/dispatch)/.exec(stdout);
-        if (match) {
-          clearTimeout(timer);
-          resolve(match[1]!);
-        }
-      });
-    });
+    const { url, output, stop } = await serving(t, ['--dir', dir, '--reports', reports, '--bind', '127.0.0.1:0', '--no-mdns', 'first', 'second']);
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/dispatch$/);
     const head = await fetch(url, { method: 'HEAD' });
     assert.equal(head.headers.get('content-type'), 'application/vnd.efi-img');
     assert.equal(head.headers.get('content-length'), '1024');
     const jobs = (await (await fetch(new URL('/api/jobs', url))).json()) as { jobs: Array<{ name: string }> };
     assert.deepEqual(jobs.jobs.map((j) => j.name), ['a-first.img', 'b-second.efi']);
 
-    child.kill('SIGTERM');
-    const [code] = (await once(child, 'exit')) as [number | null];
-    assert.equal(code, 0);
+    assert.equal(await stop('SIGTERM'), 0);
+    const { stdout } = output;
     assert.equal(stdout.match(/ignoring 2 file\(s\)/g)?.length, 1, 'ignored files are said once');
     assert.match(stdout, /README\.md, notes\.txt/);
     assert.match(stdout, /^\S+Z {2}a-first\.img {2}127\.0\.0\.1 {2}assigned to 127\.0\.0\.1 \(HEAD\)$/m);
@@ -144,27 +153,9 @@ describe('a run', () => {
 
   test('the bundled examples serve as the README says', async (t) => {
     const dir = await scratch(t);
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, '--dir', 'examples/workloads', '--reports', dir, '--bind', '127.0.0.1:0'], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    t.after(() => child.kill('SIGKILL'));
-    let stdout = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no URL in ${stdout}`)), 15_000);
-      child.stdout.on('data', () => {
-        const match = /listening on (\S+)/.exec(stdout);
-        if (match) {
-          clearTimeout(timer);
-          resolve(match[1]!);
-        }
-      });
-    });
+    const { url, stop } = await serving(t, ['--dir', 'examples/workloads', '--reports', dir, '--bind', '127.0.0.1:0']);
     const body = Buffer.from(await (await fetch(url)).arrayBuffer());
     assert.deepEqual(body, await readFile(join(ROOT, 'examples/workloads/01-hello.efi')));
-    child.kill('SIGINT');
-    const [code] = (await once(child, 'exit')) as [number | null];
-    assert.equal(code, 0);
+    assert.equal(await stop('SIGINT'), 0);
   });
 });
