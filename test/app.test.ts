@@ -121,7 +121,7 @@ describe('beacon routes in process', () => {
     const server = from('10.0.0.5');
     await bootToRunning(server);
     let answered = false;
-    const pending = server('/dispatch', { method: 'PUT', body: '{"title":"t"}' }).then((r) => {
+    const pending = Promise.resolve(server('/dispatch', { method: 'PUT', body: '{"title":"t"}' })).then((r) => {
       answered = true;
       return r;
     });

@@ -36,7 +36,7 @@ export async function startDispatch(config: Config, deps: StartDeps): Promise<Ru
   const app = createApp({ queue, reports: reporter, path: config.path, maxReportBytes: config.maxReportBytes, poweroff, log });
   let bound;
   try {
-    bound = await bind(app, { host: config.host, port: config.port, maxBodyBytes: config.maxReportBytes });
+    bound = await bind(app, { host: config.host, port: config.port, maxBodyBytes: config.maxReportBytes, log });
   } catch (err) {
     queue.stop();
     reporter.stop();

@@ -10,7 +10,10 @@ export function bootedRoute(deps: AppDeps) {
     const ip = peerAddress(c);
     if (ip === undefined) return c.text('cannot tell which server this is\n', 400);
     const job = deps.queue.boot(ip);
-    if (!job) return c.text(`no workload is booting on ${ip}\n`, 417);
+    if (!job) {
+      deps.log('http', `${ip} POST refused (417): no downloaded job`);
+      return c.text(`no workload is booting on ${ip}\n`, 417);
+    }
     return c.text(`booting ${job.name}\n`, 200);
   };
 }
@@ -24,13 +27,19 @@ export function reportRoute(deps: AppDeps) {
   const target = async (c: Context<Env>, next: Next) => {
     const ip = peerAddress(c);
     if (ip === undefined) return c.text('cannot tell which server this is\n', 400);
-    if (deps.queue.reportTarget(ip) === undefined) return c.text(`no job on ${ip} to report for\n`, 417);
+    if (deps.queue.reportTarget(ip) === undefined) {
+      deps.log('http', `${ip} PUT refused (417): no job to report for`);
+      return c.text(`no job on ${ip} to report for\n`, 417);
+    }
     await next();
     return undefined;
   };
   const limit = bodyLimit({
     maxSize: deps.maxReportBytes,
-    onError: (c) => c.text(`report too large: the limit is ${deps.maxReportBytes} bytes\n`, 413),
+    onError: (c) => {
+      deps.log('http', `${peerAddress(c) ?? 'unknown'} PUT refused (413): report over ${deps.maxReportBytes} bytes`);
+      return c.text(`report too large: the limit is ${deps.maxReportBytes} bytes\n`, 413);
+    },
   });
   const store = async (c: Context<Env>) => {
     const ip = peerAddress(c)!;

@@ -2,7 +2,9 @@ import { createAdaptorServer } from '@hono/node-server';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Hono } from 'hono';
+import type { Log } from '../log.ts';
 import type { Env } from './deps.ts';
+import { normaliseAddress } from './peer.ts';
 
 export interface Bound {
   readonly server: Server;
@@ -16,6 +18,7 @@ export interface BindOptions {
   readonly port: number;
   /** Refuse `Expect: 100-continue` uploads above this size before their body is sent. */
   readonly maxBodyBytes: number;
+  readonly log: Log;
 }
 
 /** The only place that listens. */
@@ -26,6 +29,7 @@ export async function bind(app: Hono<Env>, options: BindOptions): Promise<Bound>
   server.on('checkContinue', (req, res) => {
     const length = Number(req.headers['content-length']);
     if (Number.isFinite(length) && length > options.maxBodyBytes) {
+      options.log('http', `${normaliseAddress(req.socket.remoteAddress ?? 'unknown')} ${req.method} refused (413): ${length} bytes announced, over ${options.maxBodyBytes}`);
       res.writeHead(413, { 'Content-Type': 'text/plain; charset=UTF-8', Connection: 'close' });
       res.end(`report too large: the limit is ${options.maxBodyBytes} bytes\n`);
       return;
