@@ -23,7 +23,8 @@ export function bootRoute(deps: AppDeps) {
     const claim: Claim = resuming ? deps.queue.claimRange(ip) : deps.queue.claim(ip, method);
     if (claim.kind === 'none') {
       deps.log('http', `${ip} asked to resume a download it does not hold (${c.req.header('range')})`);
-      return c.text('nothing to resume: this server holds no download\n', 416);
+      // DESIGN §4: every HEAD/GET answer says ranges are accepted, this refusal too.
+      return c.text('nothing to resume: this server holds no download\n', 416, { 'Accept-Ranges': 'bytes' });
     }
     const workload = claim.kind === 'job' ? claim.workload : deps.poweroff;
     const headers: Record<string, string> = {

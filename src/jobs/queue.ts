@@ -76,7 +76,7 @@ interface Job {
   dropped: number;
 }
 
-/** Progress events are coalesced: the no-progress timer needs no finer grain than this. */
+/** Progress events are coalesced: the no-progress timer needs no finer grain than this (or a quarter of a short timeout). */
 const PROGRESS_EVERY_MS = 1_000;
 
 /**
@@ -87,6 +87,7 @@ const PROGRESS_EVERY_MS = 1_000;
 export class Queue {
   readonly #clock: Clock;
   readonly #maxTimeline: number;
+  readonly #progressEveryMs: number;
   readonly #jobs: Job[] = [];
   /** Unassigned job ids, ascending: the next job is always the first. */
   readonly #pool: number[] = [];
@@ -99,6 +100,7 @@ export class Queue {
   constructor(workloads: readonly Workload[], options: QueueOptions) {
     this.#clock = options.clock;
     this.#maxTimeline = options.maxTimeline ?? 100;
+    this.#progressEveryMs = Math.min(PROGRESS_EVERY_MS, options.downloadTimeoutMs / 4);
     const machine = jobMachine.provide({ delays: { downloadTimeout: options.downloadTimeoutMs } });
     const now = this.#clock.now();
     workloads.forEach((workload, id) => {
@@ -183,7 +185,7 @@ export class Queue {
       progress: (bytes) => {
         job.bytes = bytes;
         const now = this.#clock.now();
-        if (now - job.lastProgressAt < PROGRESS_EVERY_MS || !stillHolds()) return;
+        if (now - job.lastProgressAt < this.#progressEveryMs || !stillHolds()) return;
         job.lastProgressAt = now;
         job.actor.send({ type: 'download.progress' });
       },

@@ -1,0 +1,509 @@
+import { strict as assert } from 'node:assert';
+import { readdir, readFile } from 'node:fs/promises';
+import http from 'node:http';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { splitReport, startLab, type ApiJob, type Lab } from './fleet/lab.ts';
+
+// DESIGN §4 through real sockets: each simulated server connects from its own
+// loopback address, and dispatch knows it by that address alone.
+
+const POWEROFF = await readFile(new URL('../efi/poweroff.efi', import.meta.url));
+const THREE = { 'a.efi': 4096, 'b.img': 5000, 'c.iso': 6000 };
+const STATES = ['unassigned', 'assigned', 'downloading', 'booting', 'reported', 'finished', 'failed'];
+
+/** HEAD, whole GET, `beacon boot`: the server now runs its workload. */
+async function bootToRunning(lab: Lab, index: number) {
+  const server = lab.server(index);
+  assert.equal((await server.head()).status, 200);
+  assert.equal((await server.get()).status, 200);
+  assert.equal((await server.post()).status, 200);
+  return server;
+}
+
+async function reportFiles(lab: Lab): Promise<string[]> {
+  return (await readdir(lab.reports)).filter((name) => name.endsWith('.md')).sort();
+}
+
+describe('HEAD: the firmware asks what it will boot', () => {
+  test('HEAD answers 200 with the workload length, its bare type, Accept-Ranges and no body', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    const head = await lab.server(0).head();
+    assert.equal(head.status, 200);
+    assert.equal(head.headers['content-length'], '4096');
+    assert.equal(head.headers['content-type'], 'application/efi');
+    assert.equal(head.headers['accept-ranges'], 'bytes');
+    assert.equal(head.body.byteLength, 0);
+  });
+
+  test('HEAD assigns the job to the server and never moves it past assigned', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    const server = lab.server(0);
+    for (let i = 0; i < 4; i += 1) assert.equal((await server.head()).status, 200);
+    const [a, b] = await lab.jobs();
+    assert.deepEqual([a!.state, a!.ip, a!.attempts], ['assigned', '127.0.0.2', 0]);
+    assert.deepEqual([b!.state, b!.ip], ['unassigned', null]);
+  });
+
+  test('HEAD and the GET that follows it describe the same bytes, for every server', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    for (const index of [0, 1, 2]) {
+      const server = lab.server(index);
+      const head = await server.head();
+      const get = await server.get();
+      assert.equal(get.headers['content-length'], head.headers['content-length'], server.ip);
+      assert.equal(get.headers['content-type'], head.headers['content-type'], server.ip);
+      assert.equal(get.body.byteLength, Number(head.headers['content-length']), server.ip);
+      // EDK2 keeps one connection for both.
+      assert.equal(get.localPort, head.localPort, server.ip);
+    }
+  });
+});
+
+describe('GET: the firmware downloads it', () => {
+  test('GET streams the exact bytes of the workload and the job is downloading', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    const server = lab.server(0);
+    await server.head();
+    const get = await server.get();
+    assert.equal(get.status, 200);
+    assert.equal(get.headers['content-length'], '4096');
+    assert.ok(get.body.equals(lab.bytes.get('a.efi')!), 'the bytes of a.efi');
+    const job = await lab.job('a.efi');
+    assert.deepEqual([job.state, job.ip, job.attempts], ['downloading', server.ip, 1]);
+  });
+
+  test('a completed transfer is recorded on the job', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    const server = lab.server(0);
+    await server.head();
+    await server.get();
+    // The end of a transfer is known when the last byte leaves, just after the client has it.
+    await lab.until('the transfer to be recorded', () => lab.view('a.efi').timeline.some((e) => e.what === 'download complete (4096 bytes)'));
+    assert.equal(lab.view('a.efi').broken, 0);
+  });
+
+  test('a GET with no HEAD before it assigns and streams the next workload', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    const get = await lab.server(0).get();
+    assert.equal(get.status, 200);
+    assert.ok(get.body.equals(lab.bytes.get('a.efi')!));
+    assert.equal((await lab.job('a.efi')).state, 'downloading');
+  });
+
+  test('each workload is served with the UEFI type of its extension', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    const expected = [
+      ['a.efi', 'application/efi'],
+      ['b.img', 'application/vnd.efi-img'],
+      ['c.iso', 'application/vnd.efi-iso'],
+    ];
+    for (const [index, [name, type]] of expected.entries()) {
+      const server = lab.server(index);
+      const head = await server.head();
+      const get = await server.get();
+      assert.equal(head.headers['content-type'], type, name);
+      assert.equal(get.headers['content-type'], type, name);
+      assert.ok(get.body.equals(lab.bytes.get(name!)!), name);
+      assert.equal((await lab.job(name!)).contentType, type);
+    }
+  });
+});
+
+describe('nothing left to run', () => {
+  test('HEAD describes poweroff.efi and GET sends its bytes', async (t) => {
+    const lab = await startLab(t, { workloads: { 'a.efi': 4096 } });
+    await lab.server(0).head();
+    const late = lab.server(1);
+    const head = await late.head();
+    assert.equal(head.status, 200);
+    assert.equal(head.headers['content-length'], String(POWEROFF.byteLength));
+    assert.equal(head.headers['content-type'], 'application/efi');
+    const get = await late.get();
+    assert.equal(get.status, 200);
+    assert.ok(get.body.equals(POWEROFF), 'the bytes of efi/poweroff.efi');
+    // The job stays with the server that has it.
+    const [a] = await lab.jobs();
+    assert.deepEqual([a!.state, a!.ip], ['assigned', '127.0.0.2']);
+  });
+});
+
+describe('resumed downloads', () => {
+  test('a Range from the server that holds the job is 206 with that range of the same workload', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    const server = lab.server(0);
+    await server.head();
+    // b.img and c.iso wait in the pool: the resume must not hand either out.
+    const part = await server.get('bytes=100-4095');
+    assert.equal(part.status, 206);
+    assert.equal(part.headers['content-range'], 'bytes 100-4095/4096');
+    assert.equal(part.headers['content-length'], '3996');
+    assert.equal(part.headers['content-type'], 'application/efi');
+    assert.ok(part.body.equals(lab.bytes.get('a.efi')!.subarray(100)));
+    const jobs = await lab.jobs();
+    assert.deepEqual(
+      jobs.map((j) => [j.name, j.state]),
+      [
+        ['a.efi', 'downloading'],
+        ['b.img', 'unassigned'],
+        ['c.iso', 'unassigned'],
+      ],
+    );
+  });
+
+  test('a download broken part-way resumes with a Range and the pieces are the whole workload', async (t) => {
+    const size = 8 * 1024 * 1024;
+    const lab = await startLab(t, { workloads: { 'big.img': size, 'next.efi': 4096 } });
+    const server = lab.server(0);
+    const head = await server.head();
+    const first = await server.request('GET', { headers: { Accept: '*/*', 'User-Agent': 'UefiHttpBoot/1.0' }, breakAfter: 65_536 });
+    assert.equal(first.broken, true);
+    await lab.until('the broken transfer to be noticed', () => lab.view('big.img').broken === 1);
+    const rest = await server.get(`bytes=65536-${size - 1}`);
+    assert.equal(rest.status, 206);
+    assert.equal(rest.headers['content-range'], `bytes 65536-${size - 1}/${size}`);
+    assert.equal(rest.headers['content-type'], head.headers['content-type']);
+    assert.ok(Buffer.concat([first.body, rest.body]).equals(lab.bytes.get('big.img')!), 'the stitched bytes are big.img');
+    const job = await lab.job('big.img');
+    assert.deepEqual([job.state, job.ip, job.attempts], ['downloading', server.ip, 2]);
+    assert.equal((await lab.job('next.efi')).state, 'unassigned');
+  });
+
+  test('a range past the end is 416 with Content-Range bytes */size, and the job stays held', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    const server = lab.server(0);
+    await server.head();
+    const answer = await server.get('bytes=4096-');
+    assert.equal(answer.status, 416);
+    assert.equal(answer.headers['content-range'], 'bytes */4096');
+    const a = await lab.job('a.efi');
+    assert.deepEqual([a.state, a.ip], ['assigned', server.ip]);
+  });
+
+  test('a resume from a server that holds nothing is 416, never the next job', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    const answer = await lab.server(0).get('bytes=100-4095');
+    assert.equal(answer.status, 416);
+    assert.deepEqual(
+      (await lab.jobs()).map((j) => j.state),
+      ['unassigned', 'unassigned', 'unassigned'],
+    );
+  });
+
+  test('a Range from byte 0 is a fresh download, not a resume', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    const answer = await lab.server(0).get('bytes=0-99');
+    assert.equal(answer.status, 206);
+    assert.equal(answer.headers['content-range'], 'bytes 0-99/4096');
+    assert.ok(answer.body.equals(lab.bytes.get('a.efi')!.subarray(0, 100)));
+    assert.equal((await lab.job('a.efi')).ip, '127.0.0.2');
+  });
+
+  test('a broken poweroff.efi download resumes with poweroff.efi', async (t) => {
+    const lab = await startLab(t, { workloads: { 'a.efi': 4096 } });
+    await lab.server(0).head();
+    const late = lab.server(1);
+    await late.head();
+    const rest = await late.get(`bytes=100-${POWEROFF.byteLength - 1}`);
+    assert.equal(rest.status, 206);
+    assert.equal(rest.headers['content-range'], `bytes 100-${POWEROFF.byteLength - 1}/${POWEROFF.byteLength}`);
+    assert.ok(rest.body.equals(POWEROFF.subarray(100)));
+  });
+
+  test('every HEAD and GET answer carries Accept-Ranges: bytes', async (t) => {
+    const lab = await startLab(t, { workloads: { 'a.efi': 4096 } });
+    const holder = lab.server(0);
+    const late = lab.server(1);
+    const stranger = lab.server(2);
+    const answers = {
+      'HEAD job': await holder.head(),
+      'GET job': await holder.get(),
+      'GET range': await holder.get('bytes=10-19'),
+      'GET range past the end': await holder.get('bytes=9999-'),
+      'HEAD poweroff': await late.head(),
+      'GET poweroff': await late.get(),
+      'GET range of poweroff': await late.get('bytes=10-19'),
+      'GET range holding nothing': await stranger.get('bytes=10-19'),
+    };
+    assert.deepEqual(
+      Object.entries(answers).map(([what, a]) => [what, a.status, a.headers['accept-ranges']]),
+      [
+        ['HEAD job', 200, 'bytes'],
+        ['GET job', 200, 'bytes'],
+        ['GET range', 206, 'bytes'],
+        ['GET range past the end', 416, 'bytes'],
+        ['HEAD poweroff', 200, 'bytes'],
+        ['GET poweroff', 200, 'bytes'],
+        ['GET range of poweroff', 206, 'bytes'],
+        ['GET range holding nothing', 416, 'bytes'],
+      ],
+    );
+  });
+});
+
+describe('IPv4-mapped IPv6', () => {
+  test('a server reaching a dual-stack listener over IPv4 is known by its plain IPv4 address', async (t) => {
+    let lab: Lab;
+    try {
+      lab = await startLab(t, { workloads: THREE, host: '::' });
+    } catch (err) {
+      t.skip(`cannot listen on [::] here (${(err as Error).message}): IPv6 is off on this machine`);
+      return;
+    }
+    assert.match(lab.running.url, /^http:\/\/\[::\]:/);
+    const server = lab.server(3);
+    await server.head();
+    const a = await lab.job('a.efi');
+    assert.equal(a.ip, '127.0.0.5');
+    // Same server, same key: its GET continues the job it was given.
+    const get = await server.get();
+    assert.ok(get.body.equals(lab.bytes.get('a.efi')!));
+    assert.deepEqual(
+      (await lab.jobs()).map((j) => [j.state, j.ip]),
+      [
+        ['downloading', '127.0.0.5'],
+        ['unassigned', null],
+        ['unassigned', null],
+      ],
+    );
+  });
+});
+
+describe('POST: beacon boot', () => {
+  test('POST after a download answers 200 and the job is booting', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    const server = lab.server(0);
+    await server.head();
+    await server.get();
+    const answer = await server.post();
+    assert.equal(answer.status, 200);
+    assert.equal((await lab.job('a.efi')).state, 'booting');
+  });
+
+  test('POST again while booting answers 200 and the job stays booting', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    const server = await bootToRunning(lab, 0);
+    assert.equal((await server.post()).status, 200);
+    const a = await lab.job('a.efi');
+    assert.deepEqual([a.state, a.ip], ['booting', server.ip]);
+  });
+
+  test('POST from a server with no downloaded job is 417', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    assert.equal((await lab.server(0).post()).status, 417);
+    // Only told its job, not downloaded it: nothing can be running.
+    const assigned = lab.server(1);
+    await assigned.head();
+    assert.equal((await assigned.post()).status, 417);
+    assert.deepEqual(
+      (await lab.jobs()).map((j) => j.state),
+      ['assigned', 'unassigned', 'unassigned'],
+    );
+  });
+});
+
+describe('PUT: beacon report', () => {
+  test('a report is acknowledged once its file is written: front matter, then the body verbatim', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    const server = await bootToRunning(lab, 0);
+    const report = {
+      title: 'memtest: 2 errors',
+      body: '  indented first line\n---\nnot: front matter\r\ntrailing spaces   \n\nünïcødé ✓ "quoted" `code`\n\n',
+      labels: ['hw', 'dimm-b2'],
+      assignees: ['alice'],
+      milestone: 'v2',
+    };
+    const answer = await server.put(report);
+    assert.equal(answer.status, 200);
+    // No waiting: a 200 means the file is already there.
+    const files = await reportFiles(lab);
+    assert.equal(files.length, 1);
+    const { front, body } = splitReport(await readFile(join(lab.reports, files[0]!), 'utf8'));
+    assert.deepEqual(
+      ['title', 'labels', 'assignees', 'milestone', 'workload', 'ip'].map((key) => [key, JSON.parse(front[key]!)]),
+      [
+        ['title', report.title],
+        ['labels', report.labels],
+        ['assignees', report.assignees],
+        ['milestone', report.milestone],
+        ['workload', 'a.efi'],
+        ['ip', server.ip],
+      ],
+    );
+    assert.equal(body, report.body);
+  });
+
+  test('a report with only a title is filed with empty labels, assignees and milestone', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    const server = await bootToRunning(lab, 0);
+    assert.equal((await server.put({ title: 'ok' })).status, 200);
+    const [file] = await reportFiles(lab);
+    const { front, body } = splitReport(await readFile(join(lab.reports, file!), 'utf8'));
+    assert.deepEqual([front.labels, front.assignees, front.milestone, body], ['[]', '[]', 'null', '']);
+  });
+
+  test('PUT from a server with no job to report for is 417', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    assert.equal((await lab.server(0).put({ title: 'from nowhere' })).status, 417);
+    const assigned = lab.server(1);
+    await assigned.head();
+    assert.equal((await assigned.put({ title: 'before download' })).status, 417);
+    assert.deepEqual(await reportFiles(lab), []);
+    assert.deepEqual(
+      (await lab.jobs()).map((j) => [j.state, j.reports.length]),
+      [
+        ['assigned', 0],
+        ['unassigned', 0],
+        ['unassigned', 0],
+      ],
+    );
+  });
+
+  test('a report that is not JSON is 400 with a short reason', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    const server = await bootToRunning(lab, 0);
+    const answers = await Promise.all(['{"title": "unterminated', 'title=x', ''].map((body) => server.put(body)));
+    assert.deepEqual(
+      answers.map((a) => [a.status, a.body.toString('utf8')]),
+      [
+        [400, 'report is not valid JSON\n'],
+        [400, 'report is not valid JSON\n'],
+        [400, 'report is not valid JSON\n'],
+      ],
+    );
+    const other = await server.put('["title"]');
+    assert.deepEqual([other.status, other.body.toString('utf8')], [400, 'report must be a JSON object\n']);
+  });
+
+  test('a report without a title is 400', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    const server = await bootToRunning(lab, 0);
+    for (const report of [{}, { body: 'results' }, { title: '   ' }, { title: null }]) {
+      const answer = await server.put(report);
+      assert.deepEqual([answer.status, answer.body.toString('utf8')], [400, 'report needs a title\n'], JSON.stringify(report));
+    }
+    assert.deepEqual(await reportFiles(lab), []);
+  });
+
+  test('a report over the limit with a Content-Length is 413', async (t) => {
+    const lab = await startLab(t, { workloads: THREE, maxReportBytes: 1024 });
+    const server = await bootToRunning(lab, 0);
+    const huge = Buffer.from(`{"title":"huge","body":"${'x'.repeat(20_000_000)}"}`);
+    const answer = await server.put(huge);
+    assert.equal(answer.status, 413);
+    assert.deepEqual(await reportFiles(lab), []);
+  });
+
+  test('a report over the limit announced with Expect: 100-continue is refused before its body is sent', async (t) => {
+    const lab = await startLab(t, { workloads: THREE, maxReportBytes: 1024 });
+    const server = await bootToRunning(lab, 0);
+    const huge = Buffer.from(`{"title":"huge","body":"${'x'.repeat(20_000_000)}"}`);
+    const answer = await server.put(huge, { expectContinue: true });
+    assert.equal(answer.status, 413);
+    assert.equal(answer.bodySent, false);
+    // Under the limit, the same client is told to continue and the report is stored.
+    const small = await lab.server(0).put({ title: 'small' }, { expectContinue: true });
+    assert.deepEqual([small.status, small.bodySent], [200, true]);
+  });
+
+  test('a chunked report over the limit is refused while it is still being sent', async (t) => {
+    const lab = await startLab(t, { workloads: THREE, maxReportBytes: 1024 });
+    const server = await bootToRunning(lab, 0);
+    const url = new URL(lab.url);
+    // No Content-Length: the limit can only be seen by counting what arrives.
+    const req = http.request({ host: url.hostname, port: url.port, path: url.pathname, method: 'PUT', localAddress: server.ip, headers: { 'Content-Type': 'application/json' } });
+    t.after(() => req.destroy());
+    const answered = new Promise<http.IncomingMessage>((resolve, reject) => {
+      req.on('response', resolve);
+      req.on('error', reject);
+    });
+    req.setTimeout(5_000, () => req.destroy(new Error('no answer within 5 s while the upload was open')));
+    req.write('{"title":"endless","body":"');
+    for (let i = 0; i < 8; i += 1) req.write('x'.repeat(512));
+    const response = await answered;
+    assert.equal(response.statusCode, 413);
+    assert.equal(req.getHeader('content-length'), undefined);
+    assert.equal(req.writableEnded, false, 'answered before the upload ended');
+    response.resume();
+    assert.deepEqual(await reportFiles(lab), []);
+  });
+
+  test('a refused report leaves the job as it was', async (t) => {
+    const lab = await startLab(t, { workloads: THREE, maxReportBytes: 1024 });
+    const server = await bootToRunning(lab, 0);
+    const before: ApiJob = await lab.job('a.efi');
+    const statuses = [
+      (await server.put('not json')).status,
+      (await server.put({ body: 'no title' })).status,
+      (await server.put({ title: 'big', body: 'x'.repeat(2048) })).status,
+    ];
+    assert.deepEqual(statuses, [400, 400, 413]);
+    assert.deepEqual(await lab.job('a.efi'), before);
+    assert.equal(before.state, 'booting');
+  });
+});
+
+describe('other requests', () => {
+  test('other methods on the boot path are 405 with Allow: GET, HEAD, POST, PUT', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    const server = lab.server(0);
+    for (const method of ['DELETE', 'PATCH', 'OPTIONS']) {
+      const answer = await server.request(method);
+      assert.deepEqual([answer.status, answer.headers.allow], [405, 'GET, HEAD, POST, PUT'], method);
+    }
+    assert.deepEqual(
+      (await lab.jobs()).map((j) => j.state),
+      ['unassigned', 'unassigned', 'unassigned'],
+    );
+  });
+
+  test('other paths are 404 and touch no job', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    const server = lab.server(0);
+    // Not `/`: DESIGN §4 reserves it for the live web page.
+    for (const [method, path] of [
+      ['GET', '/dispatch/x'],
+      ['HEAD', '/dispatch/x'],
+      ['GET', '/dispatchx'],
+      ['GET', '/favicon.ico'],
+      ['PUT', '/dispatch/report'],
+      ['POST', '/boot'],
+    ] as const) {
+      const answer = await server.request(method, { path });
+      assert.equal(answer.status, 404, `${method} ${path}`);
+    }
+    assert.deepEqual(
+      (await lab.jobs()).map((j) => j.state),
+      ['unassigned', 'unassigned', 'unassigned'],
+    );
+  });
+});
+
+describe('GET /api/jobs', () => {
+  test('lists every job with name, state, ip, size, contentType, attempts, since, reports and reason', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    const first = await bootToRunning(lab, 0);
+    await first.put({ title: 'done' });
+    await lab.running.reporter.idle();
+    await lab.server(1).head();
+    const answer = await lab.server(5).request('GET', { path: '/api/jobs' });
+    assert.equal(answer.status, 200);
+    assert.match(String(answer.headers['content-type']), /^application\/json/);
+    const { jobs } = JSON.parse(answer.body.toString('utf8')) as { jobs: Array<Record<string, unknown>> };
+    assert.equal(jobs.length, 3);
+    for (const job of jobs) {
+      assert.deepEqual(Object.keys(job).sort(), ['attempts', 'contentType', 'ip', 'name', 'reason', 'reports', 'since', 'size', 'state']);
+      assert.ok(STATES.includes(String(job.state)), `state ${String(job.state)}`);
+      assert.match(String(job.since), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      assert.ok(Array.isArray(job.reports));
+    }
+    assert.deepEqual(
+      jobs.map((j) => [j.name, j.state, j.ip, j.size, j.contentType, j.attempts, (j.reports as unknown[]).length, j.reason]),
+      [
+        ['a.efi', 'finished', '127.0.0.2', 4096, 'application/efi', 1, 1, null],
+        ['b.img', 'assigned', '127.0.0.3', 5000, 'application/vnd.efi-img', 0, 0, null],
+        ['c.iso', 'unassigned', null, 6000, 'application/vnd.efi-iso', 0, 0, null],
+      ],
+    );
+  });
+});
