@@ -94,7 +94,7 @@ describe('command line', () => {
       [['--dir', dir, '--download-timeout', '300'], /not a duration/],
       [['--dir', dir, '--max-report-bytes', 'lots'], /not a size/],
       [['--dir', dir, '--path', 'dispatch'], /absolute URL path/],
-      [[], /pass --dir DIR/],
+      [[], /no workloads to serve: pass --owner O --repo R --tag T .* or --dir DIR/],
       [['--dir'], /argument missing/],
     ];
     for (const [args, pattern] of cases) assertUsageError(await dispatch(args), pattern);

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { systemClock } from '../jobs/index.ts';
 import { ReportError } from '../report/index.ts';
 import { SourceError } from '../source/index.ts';
@@ -11,9 +12,9 @@ const version = (JSON.parse(readFileSync(new URL('../../package.json', import.me
 const write = (line: string) => process.stdout.write(`${line}\n`);
 
 async function main(argv: readonly string[]): Promise<number> {
-  const config = parseArgs(argv, version, { out: (text) => process.stdout.write(text) });
+  const config = parseArgs(argv, version, { out: (text) => process.stdout.write(text), env: process.env, home: homedir() });
   const log = plainLog(write, systemClock);
-  const running = await startDispatch(config, { log });
+  const running = await startDispatch(config, { log, env: process.env });
   logQueue(running.queue, write);
   log('http', `listening on ${running.url}`);
   for (const url of running.bootUrls) log('http', `servers boot from ${url}`);

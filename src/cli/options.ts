@@ -1,10 +1,26 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { parseBind, parseBytes, parseDuration, parsePath } from './units.ts';
 
-/** Everything a run needs, decided once from the command line. */
+/** Where workloads and reports live on GitHub. */
+export interface GitHubConfig {
+  readonly owner: string;
+  readonly repo: string;
+  /** The release whose assets are the workloads; absent when --dir serves them. */
+  readonly tag: string | undefined;
+  readonly apiUrl: string;
+  /** --token; the environment and gh are asked later, at start. */
+  readonly token: string | undefined;
+}
+
+/** Everything a run needs, decided once from the command line and the environment. */
 export interface Config {
-  readonly dir: string;
+  /** Local workloads; undefined when a release is the source. */
+  readonly dir: string | undefined;
+  /** Report files, used when no repository is given. */
   readonly reports: string;
+  readonly github: GitHubConfig | undefined;
+  /** The outbox and the asset cache. */
+  readonly stateDir: string;
   readonly host: string;
   readonly port: number;
   readonly path: string;
@@ -27,6 +43,26 @@ export class InfoExit extends Error {
 export interface ParseIo {
   /** Where --help and --version go. */
   readonly out: (text: string) => void;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly home: string;
+}
+
+/** $XDG_STATE_HOME/dispatch, else ~/.local/state/dispatch. */
+export function defaultStateDir(env: ParseIo['env'], home: string): string {
+  const base = env.XDG_STATE_HOME && env.XDG_STATE_HOME.startsWith('/') ? env.XDG_STATE_HOME : `${home}/.local/state`;
+  return `${base}/dispatch`;
+}
+
+function parseApiUrl(text: string): string {
+  let url: URL;
+  try {
+    url = new URL(text.trim());
+  } catch {
+    throw new RangeError(`"${text}" is not a URL (for example https://api.github.com or https://HOST/api/v3)`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new RangeError(`"${text}" must be an http or https URL`);
+  if (url.username || url.password) throw new RangeError('the API URL must not carry credentials: use --token');
+  return url.toString().replace(/\/+$/, '');
 }
 
 /** Turn commander's parser errors into a one-line reason. */
@@ -45,8 +81,14 @@ export function buildProgram(version: string, io: ParseIo): Command {
     .description('Serve workloads to servers that UEFI-HTTP-boot, and keep every result they report.')
     .version(version, '-V, --version')
     .argument('[filter...]', 'keep only workloads whose name contains one of these')
+    .addOption(new Option('-o, --owner <owner>', 'GitHub owner of the repository'))
+    .addOption(new Option('-r, --repo <repo>', 'GitHub repository: its release is served and reports become its issues'))
+    .addOption(new Option('-t, --tag <tag>', 'the release whose application/vnd.dispatch+efi|iso|img assets are the workloads'))
+    .addOption(new Option('--token <token>', 'GitHub token (else GITHUB_TOKEN, GH_TOKEN, then `gh auth token`)'))
+    .addOption(new Option('--api-url <url>', 'GitHub API URL (env GITHUB_API_URL); GitHub Enterprise: https://HOST/api/v3').default('https://api.github.com').argParser(using(parseApiUrl)))
     .addOption(new Option('--dir <dir>', 'serve the *.efi, *.iso and *.img files in this directory'))
-    .addOption(new Option('--reports <dir>', 'write each report as a Markdown file here').default('./reports'))
+    .addOption(new Option('--reports <dir>', 'write each report as a Markdown file here (when no repository is given)').default('./reports'))
+    .addOption(new Option('--state-dir <dir>', 'outbox of unfiled reports and cache of release assets').default(defaultStateDir(io.env, io.home), '$XDG_STATE_HOME/dispatch'))
     .addOption(new Option('-b, --bind <host:port>', 'address and port to listen on').default('0.0.0.0:8080').argParser(using(parseBind)))
     .addOption(new Option('-p, --path <path>', 'URL path servers boot from').default('/dispatch').argParser(using(parsePath)))
     .addOption(new Option('--no-mdns', 'do not advertise on mDNS (advertising arrives in a later version)'))
@@ -62,6 +104,14 @@ export function buildProgram(version: string, io: ParseIo): Command {
     });
 }
 
+function parseOrUsage<T>(parse: (text: string) => T, text: string, flag: string): T {
+  try {
+    return parse(text);
+  } catch (err) {
+    throw new UsageError(`${flag}: ${(err as Error).message}`);
+  }
+}
+
 /** Parse argv (without node and script) into a Config, or throw UsageError / InfoExit. */
 export function parseArgs(argv: readonly string[], version: string, io: ParseIo): Config {
   const program = buildProgram(version, io);
@@ -75,6 +125,12 @@ export function parseArgs(argv: readonly string[], version: string, io: ParseIo)
     throw err;
   }
   const opts = program.opts<{
+    owner?: string;
+    repo?: string;
+    tag?: string;
+    token?: string;
+    apiUrl: string;
+    stateDir: string;
     dir?: string;
     reports: string;
     bind: { host: string; port: number } | string;
@@ -85,12 +141,28 @@ export function parseArgs(argv: readonly string[], version: string, io: ParseIo)
   }>();
   // Defaults are given as text so --help shows them as typed; parse them here.
   const bind = typeof opts.bind === 'string' ? parseBind(opts.bind) : opts.bind;
-  if (opts.dir === undefined) throw new UsageError('no workloads to serve: pass --dir DIR (a directory of *.efi, *.iso, *.img files)');
-  if (opts.dir.trim() === '') throw new UsageError('--dir is empty');
-  if (opts.reports.trim() === '') throw new UsageError('--reports is empty');
+  for (const [flag, value] of [['--owner', opts.owner], ['--repo', opts.repo], ['--tag', opts.tag], ['--dir', opts.dir], ['--token', opts.token], ['--reports', opts.reports], ['--state-dir', opts.stateDir]] as const) {
+    if (value !== undefined && value.trim() === '') throw new UsageError(`${flag} is empty`);
+  }
+  if ((opts.owner === undefined) !== (opts.repo === undefined)) throw new UsageError('--owner and --repo go together');
+  if (opts.tag !== undefined && opts.owner === undefined) throw new UsageError('--tag needs --owner and --repo');
+  if (opts.tag !== undefined && opts.dir !== undefined) throw new UsageError('serve either a release (--tag) or a directory (--dir), not both');
+  if (opts.tag === undefined && opts.dir === undefined) {
+    throw new UsageError('no workloads to serve: pass --owner O --repo R --tag T for a GitHub release, or --dir DIR for a directory of *.efi, *.iso, *.img files');
+  }
+  // Flags, then the environment, then defaults.
+  const apiUrl =
+    program.getOptionValueSource('apiUrl') === 'cli' || !io.env.GITHUB_API_URL?.trim()
+      ? parseOrUsage(parseApiUrl, opts.apiUrl, '--api-url')
+      : parseOrUsage(parseApiUrl, io.env.GITHUB_API_URL, 'GITHUB_API_URL');
   return {
     dir: opts.dir,
     reports: opts.reports,
+    github:
+      opts.owner !== undefined && opts.repo !== undefined
+        ? { owner: opts.owner.trim(), repo: opts.repo.trim(), tag: opts.tag, apiUrl, token: opts.token }
+        : undefined,
+    stateDir: opts.stateDir,
     host: bind.host,
     port: bind.port,
     path: opts.path,

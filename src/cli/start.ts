@@ -1,10 +1,13 @@
 import { networkInterfaces } from 'node:os';
-import { systemClock, Queue, type Clock } from '../jobs/index.ts';
+import { join } from 'node:path';
+import { ghAuthToken, GitHub, resolveToken, TOKEN_HELP } from '../github/index.ts';
 import { bind, createApp } from '../http/index.ts';
+import { Queue, systemClock, type Clock } from '../jobs/index.ts';
 import type { Log } from '../log.ts';
-import { checkReportDirectory, directorySink, Reporter } from '../report/index.ts';
-import { builtinEfi, directorySource } from '../source/index.ts';
-import type { Config } from './options.ts';
+import { checkReportDirectory, directorySink, GitHubSink, Outbox, ReportError, Reporter, type ReportSink } from '../report/index.ts';
+import { builtinEfi, directorySource, githubSource, SourceError, type WorkloadSource } from '../source/index.ts';
+import { AssetCache } from '../store/index.ts';
+import { UsageError, type Config } from './options.ts';
 
 export interface Running {
   /** The URL as bound, e.g. http://127.0.0.1:8080/dispatch. */
@@ -13,12 +16,29 @@ export interface Running {
   readonly bootUrls: readonly string[];
   readonly queue: Queue;
   readonly reporter: Reporter;
+  /** Release assets on disk, when a release is the source. */
+  readonly cache: AssetCache | undefined;
   close(): Promise<void>;
 }
 
 export interface StartDeps {
   readonly log: Log;
   readonly clock?: Clock;
+  /** Where GITHUB_TOKEN and GH_TOKEN are read. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** `gh auth token`, replaceable in tests. */
+  readonly gh?: (host: string) => Promise<string | undefined>;
+  /** GitHub's write spacing; tests turn it off. */
+  readonly throttle?: { readonly enabled: boolean };
+  /** How long a stop waits for reports being filed before leaving them in the outbox. */
+  readonly stopGraceMs?: number;
+}
+
+/** No token anywhere: say how to get one. */
+export class TokenMissing extends UsageError {
+  constructor() {
+    super(`no GitHub token found.\n${TOKEN_HELP}`);
+  }
 }
 
 /** Wire the real adapters together: source → queue → http → report. */
@@ -26,38 +46,84 @@ export async function startDispatch(config: Config, deps: StartDeps): Promise<Ru
   const clock = deps.clock ?? systemClock;
   const { log } = deps;
   const poweroff = await builtinEfi('poweroff.efi');
-  const source = directorySource({ dir: config.dir, filters: config.filters, log: (m) => log('source', m) });
+
+  const github = config.github ? await connect(config, deps) : undefined;
+  let cache: AssetCache | undefined;
+  let source: WorkloadSource;
+  if (github && config.github?.tag !== undefined) {
+    cache = new AssetCache(join(config.stateDir, 'cache', stateKey(github)), (asset, signal) => github.assetBytes(asset.id, signal), log);
+    source = githubSource({ github, tag: config.github.tag, filters: config.filters, cache, log: (m) => log('source', m) });
+  } else {
+    source = directorySource({ dir: config.dir ?? '.', filters: config.filters, log: (m) => log('source', m) });
+  }
   const workloads = await source.load();
-  await checkReportDirectory(config.reports);
+
+  let sink: ReportSink;
+  if (github) {
+    if (!config.github?.tag) await github.checkAccess().catch((err: Error) => {
+      throw new SourceError(err.message, { cause: err });
+    });
+    sink = new GitHubSink({ github, outbox: new Outbox(join(config.stateDir, 'outbox', stateKey(github))), log, now: () => clock.now() });
+  } else {
+    await checkReportDirectory(config.reports);
+    sink = directorySink(config.reports);
+  }
 
   const queue = new Queue(workloads, { clock, downloadTimeoutMs: config.downloadTimeoutMs });
-  const sink = directorySink(config.reports);
   const reporter = new Reporter({ queue, sink, clock, log });
+  const stopGraceMs = deps.stopGraceMs ?? 5_000;
   const app = createApp({ queue, reports: reporter, path: config.path, maxReportBytes: config.maxReportBytes, poweroff, log });
   let bound;
   try {
     bound = await bind(app, { host: config.host, port: config.port, maxBodyBytes: config.maxReportBytes, log });
   } catch (err) {
     queue.stop();
-    reporter.stop();
+    cache?.close();
+    await reporter.stop(0);
     throw new Error(`cannot listen on ${config.host}:${config.port}: ${listenError(err)}`, { cause: err });
   }
   const port = bound.address.port;
   const url = `http://${hostForUrl(config.host)}:${port}${config.path}`;
   log('source', `${workloads.length} workload(s) from ${source.description}: ${workloads.map((w) => w.name).join(', ')}`);
   log('report', `reports go to ${sink.description}`);
+  await reporter.recover().catch((err: Error) => {
+    throw new ReportError(`cannot read the outbox: ${err.message}`, { cause: err });
+  });
   return {
     url,
     bootUrls: bootUrls(config.host, port, config.path),
     queue,
     reporter,
+    cache,
     close: async () => {
       await bound.close();
       queue.stop();
-      reporter.stop();
-      await reporter.idle();
+      cache?.close();
+      await reporter.stop(stopGraceMs);
     },
   };
+}
+
+/** Find a token (never logged, only where it came from) and build the client. */
+async function connect(config: Config, deps: StartDeps): Promise<GitHub> {
+  const settings = config.github!;
+  const found = await resolveToken({ flag: settings.token, env: deps.env ?? process.env, gh: deps.gh ?? ghAuthToken }, settings.apiUrl);
+  if (!found) throw new TokenMissing();
+  deps.log('github', `using the token from ${found.from} for ${settings.apiUrl}`);
+  return new GitHub({
+    apiUrl: settings.apiUrl,
+    token: found.token,
+    owner: settings.owner,
+    repo: settings.repo,
+    log: deps.log,
+    ...(deps.throttle ? { throttle: deps.throttle } : {}),
+  });
+}
+
+/** One folder per GitHub host and repository, so two labs never share an outbox. */
+function stateKey(github: GitHub): string {
+  const safe = (text: string) => text.replace(/[^A-Za-z0-9._-]+/g, '_');
+  return join(safe(new URL(github.apiUrl).host), safe(github.owner), safe(github.repo));
 }
 
 function hostForUrl(host: string): string {

@@ -1,12 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, open, unlink } from 'node:fs/promises';
+import { mkdir, open, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { writeUnique } from '../store/index.ts';
 import { renderMarkdown } from './markdown.ts';
 import { ReportError, type Filing, type ReportSink, type StoredFiling } from './types.ts';
 
 /**
  * Reports as Markdown files, one per report. Storing is filing: once the file
- * is written, synced and renamed into place, it is where it belongs.
+ * is written, synced and linked into place under a name of its own, it is
+ * where it belongs.
  */
 export function directorySink(dir: string): ReportSink {
   const root = resolve(dir);
@@ -16,7 +18,7 @@ export function directorySink(dir: string): ReportSink {
     async store(filing) {
       ready ??= mkdir(root, { recursive: true });
       await ready;
-      const ref = await writeDurably(root, fileStem(filing), renderMarkdown(filing));
+      const ref = await writeUnique(root, fileStem(filing), '.md', renderMarkdown(filing));
       return { filing, ref };
     },
     async file(stored: StoredFiling) {
@@ -48,44 +50,4 @@ function fileStem(filing: Filing): string {
 
 function slug(text: string): string {
   return text.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 80);
-}
-
-/**
- * Write, fsync, then link into place under a name no other report has, and
- * fsync the directory: after this resolves the report survives a power cut,
- * and a crash half-way leaves only a temporary file, never half a report.
- */
-async function writeDurably(root: string, stem: string, text: string): Promise<string> {
-  const temp = join(root, `.tmp-${stem}-${randomBytes(6).toString('hex')}`);
-  const handle = await open(temp, 'wx');
-  try {
-    await handle.writeFile(text, 'utf8');
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
-    for (let n = 1; ; n += 1) {
-      const path = join(root, n === 1 ? `${stem}.md` : `${stem}-${n}.md`);
-      try {
-        await link(temp, path);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue;
-        throw err;
-      }
-      await syncDirectory(root);
-      return path;
-    }
-  } finally {
-    await unlink(temp).catch(() => undefined);
-  }
-}
-
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }

@@ -4,3 +4,6 @@ export { parseReport, type Validated } from './validate.ts';
 export { failureReport, renderMarkdown } from './markdown.ts';
 export { checkReportDirectory, directorySink } from './directory.ts';
 export { Reporter, type ReporterOptions } from './reporter.ts';
+export { GitHubSink, type GitHubSinkOptions } from './github.ts';
+export { Outbox, type OutboxEntry } from './outbox.ts';
+export { GITHUB_BODY_LIMIT, issueMarker, partMarker, planIssue, splitBody, type IssuePlan } from './issue.ts';

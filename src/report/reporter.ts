@@ -41,13 +41,39 @@ export class Reporter {
     );
   }
 
+  /** File what an earlier run acknowledged but never filed; resolves with how many there were. */
+  async recover(): Promise<number> {
+    const { sink, log } = this.#options;
+    const pending = (await sink.recover?.()) ?? [];
+    if (pending.length > 0) log('report', `${pending.length} report(s) from an earlier run are not filed yet: filing them first`);
+    for (const stored of pending) {
+      const { report, job } = stored.filing;
+      this.#track(
+        sink.file(stored).then(
+          () => undefined,
+          (err: unknown) => log('report', `filing ${job.name}'s earlier report ${JSON.stringify(report.title)} stopped: ${message(err)}; it stays at ${stored.ref}`),
+        ),
+      );
+    }
+    return pending.length;
+  }
+
   /** Resolves when every filing started so far has ended. */
   async idle(): Promise<void> {
     while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
   }
 
-  stop(): void {
+  /**
+   * Stop: take no more failures, give filings in flight `graceMs` to finish,
+   * then stop the sink; whatever it had not filed stays stored for next time.
+   */
+  async stop(graceMs: number): Promise<void> {
     this.#unsubscribe();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.idle(), new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+    clearTimeout(timer);
+    this.#options.sink.close?.();
+    await this.idle();
   }
 
   async #fileFailure(id: number): Promise<void> {

@@ -25,6 +25,10 @@ export interface ReportSink {
   store(filing: Filing): Promise<StoredFiling>;
   /** File a stored filing for good; resolves with where it went (issue URL, file path). */
   file(stored: StoredFiling): Promise<string>;
+  /** Filings an earlier run stored but did not file. */
+  recover?(): Promise<StoredFiling[]>;
+  /** Stop filing; what is unfiled stays stored for the next start. */
+  close?(): void;
 }
 
 export interface StoredFiling {

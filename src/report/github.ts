@@ -1,0 +1,182 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { GitHubError, toGitHubError, type GitHub, type IssueRef } from '../github/index.ts';
+import type { Log } from '../log.ts';
+import { issueMarker, partMarker, planIssue } from './issue.ts';
+import type { Outbox, OutboxEntry } from './outbox.ts';
+import type { Filing, ReportSink, StoredFiling } from './types.ts';
+
+export interface GitHubSinkOptions {
+  readonly github: GitHub;
+  readonly outbox: Outbox;
+  readonly log: Log;
+  readonly now?: () => number;
+  /** Longest wait between two tries when GitHub keeps failing. */
+  readonly maxBackoffMs?: number;
+}
+
+interface Stored extends StoredFiling {
+  readonly entry: OutboxEntry;
+}
+
+/**
+ * Reports as GitHub issues, through the durable outbox: store() returns once
+ * the report is on disk; file() keeps trying, one report at a time and in
+ * order, until GitHub has it, and never files one twice (the marker).
+ */
+export class GitHubSink implements ReportSink {
+  readonly description: string;
+  readonly #options: GitHubSinkOptions;
+  readonly #now: () => number;
+  readonly #abort = new AbortController();
+  /** GitHub writes go one at a time: that is what its secondary limits ask for. */
+  #chain: Promise<unknown> = Promise.resolve();
+  #milestones: Promise<Map<string, number>> | undefined;
+
+  constructor(options: GitHubSinkOptions) {
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
+    this.description = `issues in ${options.github.describe()} (outbox ${options.outbox.dir})`;
+  }
+
+  async store(filing: Filing): Promise<StoredFiling> {
+    const entry = await this.#options.outbox.add(filing, this.#now());
+    const stored: Stored = { filing, ref: this.#options.outbox.path(entry), entry };
+    return stored;
+  }
+
+  /** Reports an earlier run acknowledged but did not file. */
+  async recover(): Promise<StoredFiling[]> {
+    const entries = await this.#options.outbox.pending((file, reason) => this.#options.log('report', `cannot read outbox entry ${file}: ${reason}; left in place`));
+    return entries.map((entry): Stored => ({ filing: entry.filing, ref: this.#options.outbox.path(entry), entry }));
+  }
+
+  file(stored: StoredFiling): Promise<string> {
+    const { entry } = stored as Stored;
+    const result = this.#chain.then(() => this.#fileWithRetries(entry));
+    this.#chain = result.catch(() => undefined);
+    return result;
+  }
+
+  /** Stop trying; what is not filed stays in the outbox for the next start. */
+  close(): void {
+    this.#abort.abort();
+  }
+
+  async #fileWithRetries(entry: OutboxEntry): Promise<string> {
+    const { log } = this.#options;
+    const maxBackoff = this.#options.maxBackoffMs ?? 5 * 60_000;
+    for (let failures = 0; ; failures += 1) {
+      this.#abort.signal.throwIfAborted();
+      try {
+        const url = await this.#fileOnce(entry);
+        await this.#options.outbox.complete(entry, this.#now());
+        return url;
+      } catch (err) {
+        if (this.#abort.signal.aborted) throw err;
+        const error = err instanceof GitHubError ? err : toGitHubError(err, 'filing');
+        const backoff = Math.min(maxBackoff, 1_000 * 2 ** Math.min(failures, 16));
+        const wait = Math.max(error.retryAfterMs ?? 0, backoff);
+        log('report', `filing ${JSON.stringify(entry.filing.report.title)} (${entry.filing.job.name}) failed: ${error.message}; trying again in ${Math.ceil(wait / 1000)}s`);
+        await sleep(wait, undefined, { signal: this.#abort.signal });
+      }
+    }
+  }
+
+  async #fileOnce(entry: OutboxEntry): Promise<string> {
+    const { github, outbox } = this.#options;
+    if (!entry.issue && entry.attempts > 0) {
+      // An earlier try may have created the issue and died before hearing so.
+      const found = await github.findIssue(issueMarker(entry.id), entry.createdAt);
+      if (found) {
+        this.#options.log('report', `${JSON.stringify(entry.filing.report.title)} was already filed as ${found.url}; not filing it again`);
+        entry.issue = found;
+        await outbox.save(entry);
+      }
+    }
+    if (!entry.issue) {
+      entry.attempts += 1;
+      await outbox.save(entry);
+      entry.issue = await this.#create(entry);
+      await outbox.save(entry);
+    }
+    const issue: IssueRef = entry.issue;
+    const { comments } = planIssue(entry.filing, entry.id, []);
+    while (entry.comments < comments.length) {
+      const part = entry.comments + 2;
+      if (entry.commentAttempts > 0) {
+        const bodies = await github.commentBodies(issue.number);
+        if (bodies.some((b) => b.includes(partMarker(entry.id, part)))) {
+          entry.comments += 1;
+          entry.commentAttempts = 0;
+          await outbox.save(entry);
+          continue;
+        }
+      }
+      entry.commentAttempts += 1;
+      await outbox.save(entry);
+      await github.createComment(issue.number, comments[entry.comments]!);
+      entry.comments += 1;
+      entry.commentAttempts = 0;
+      await outbox.save(entry);
+    }
+    this.#options.log('report', `filed ${JSON.stringify(entry.filing.report.title)} (${entry.filing.job.name}, ${entry.filing.job.ip ?? 'no server'}) as ${issue.url}${comments.length > 0 ? ` with ${comments.length} comment(s)` : ''}`);
+    return issue.url;
+  }
+
+  /** Create the issue; a milestone or assignees GitHub will not take are dropped, and the issue says so. */
+  async #create(entry: OutboxEntry): Promise<IssueRef> {
+    const { github } = this.#options;
+    const { report } = entry.filing;
+    const where = `${github.owner}/${github.repo}`;
+    const notes: string[] = [];
+    let milestone: number | null = null;
+    if (report.milestone !== null) {
+      milestone = (await this.#milestone(report.milestone)) ?? null;
+      if (milestone === null) notes.push(`there is no milestone ${JSON.stringify(report.milestone)} in ${where}: filed without a milestone.`);
+    }
+    let assignees = [...report.assignees];
+    let labels = [...report.labels];
+    for (;;) {
+      const plan = planIssue(entry.filing, entry.id, notes);
+      try {
+        return await github.createIssue({ title: plan.title, body: plan.body, labels, assignees, milestone });
+      } catch (err) {
+        const error = err instanceof GitHubError ? err : toGitHubError(err, 'creating an issue');
+        if (error.failure !== 'validation') throw error;
+        const fields = new Set(error.validation.map((v) => v.field));
+        if (fields.has('assignees') && assignees.length > 0) {
+          notes.push(`GitHub would not assign ${assignees.map((a) => `@\u200b${a}`).join(', ')} in ${where}: filed without assignees.`);
+          assignees = [];
+        } else if (fields.has('milestone') && milestone !== null) {
+          notes.push(`GitHub would not take milestone ${JSON.stringify(report.milestone)}: filed without a milestone.`);
+          milestone = null;
+          this.#milestones = undefined;
+        } else if (labels.length > 0 || assignees.length > 0 || milestone !== null) {
+          // Whatever else GitHub refused, the report itself must get through.
+          notes.push(`GitHub refused this issue's labels, assignees or milestone (${error.message}): filed without them. They were: labels ${JSON.stringify(report.labels)}, assignees ${JSON.stringify(report.assignees)}, milestone ${JSON.stringify(report.milestone)}.`);
+          labels = [];
+          assignees = [];
+          milestone = null;
+        } else {
+          throw error;
+        }
+      }
+    }
+  }
+
+  /** A milestone's number by title; the list is fetched once and again when a title is missing. */
+  async #milestone(title: string): Promise<number | undefined> {
+    const cached = this.#milestones;
+    if (cached) {
+      const known = await cached.catch(() => new Map<string, number>());
+      if (known.has(title)) return known.get(title);
+    }
+    const fresh = this.#options.github.milestones();
+    this.#milestones = fresh;
+    // A failed lookup is not remembered: the next filing asks again.
+    fresh.catch(() => {
+      if (this.#milestones === fresh) this.#milestones = undefined;
+    });
+    return (await fresh).get(title);
+  }
+}

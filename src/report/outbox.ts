@@ -1,0 +1,82 @@
+import { randomUUID } from 'node:crypto';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { IssueRef } from '../github/index.ts';
+import { removeDurably, writeAtomic } from '../store/index.ts';
+import type { Filing } from './types.ts';
+
+/** One report on its way to GitHub, and how far it got. Rewritten durably at every step. */
+export interface OutboxEntry {
+  readonly version: 1;
+  /** Also the idempotency marker's id. */
+  readonly id: string;
+  readonly createdAt: number;
+  readonly filing: Filing;
+  /** Issue creations started; above 0, look for the marker before creating again. */
+  attempts: number;
+  issue: IssueRef | null;
+  /** Comments (parts 2…) posted. */
+  comments: number;
+  /** Attempts at posting the next comment; above 0, look for its marker first. */
+  commentAttempts: number;
+}
+
+/**
+ * The durable queue between "200 to the workload" and "issue on GitHub": a
+ * directory with one JSON file per pending report. A report is in it before
+ * the 200 goes out and leaves it only once it is filed, so a crash at any
+ * point loses nothing; the next start files what is left.
+ */
+export class Outbox {
+  readonly dir: string;
+  #ready: Promise<unknown> | undefined;
+
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  async add(filing: Filing, now: number): Promise<OutboxEntry> {
+    const entry: OutboxEntry = { version: 1, id: randomUUID(), createdAt: now, filing, attempts: 0, issue: null, comments: 0, commentAttempts: 0 };
+    await this.save(entry);
+    return entry;
+  }
+
+  async save(entry: OutboxEntry): Promise<void> {
+    this.#ready ??= mkdir(join(this.dir, 'filed'), { recursive: true });
+    await this.#ready;
+    await writeAtomic(this.path(entry), JSON.stringify(entry));
+  }
+
+  /** Filed: keep a small record of where it went, then drop the pending copy. */
+  async complete(entry: OutboxEntry, filedAt: number): Promise<void> {
+    const record = { id: entry.id, title: entry.filing.report.title, workload: entry.filing.job.name, ip: entry.filing.job.ip, issue: entry.issue, filedAt };
+    await writeAtomic(join(this.dir, 'filed', `${entry.id}.json`), JSON.stringify(record));
+    await removeDurably(this.path(entry));
+  }
+
+  /** Reports not yet filed, oldest first. Unreadable files are reported, never deleted. */
+  async pending(onBad: (file: string, reason: string) => void): Promise<OutboxEntry[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const entries: OutboxEntry[] = [];
+    for (const name of names.filter((n) => n.endsWith('.json'))) {
+      try {
+        const entry = JSON.parse(await readFile(join(this.dir, name), 'utf8')) as OutboxEntry;
+        if (entry.version !== 1 || typeof entry.id !== 'string' || !entry.filing?.report) throw new Error('not an outbox entry');
+        entries.push(entry);
+      } catch (err) {
+        onBad(join(this.dir, name), (err as Error).message);
+      }
+    }
+    return entries.sort((a, b) => a.createdAt - b.createdAt);
+  }
+
+  path(entry: OutboxEntry): string {
+    return join(this.dir, `${entry.id}.json`);
+  }
+}

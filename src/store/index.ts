@@ -1,0 +1,3 @@
+export { AssetCache, CacheError, cacheKey, type CacheItem, type Fetch } from './cache.ts';
+export { readGrowing, type Growth } from './growing.ts';
+export { removeDurably, writeAtomic, writeUnique } from './durable.ts';
