@@ -71,7 +71,8 @@ export class GitHub {
       auth: options.token,
       baseUrl: this.apiUrl,
       userAgent: 'dispatch',
-      log: { debug: () => undefined, info: () => undefined, warn: (m: string) => log('github', m), error: (m: string) => log('github', m) },
+      // Failed requests come back as errors that we report ourselves, with context.
+      log: { debug: () => undefined, info: () => undefined, warn: (m: string) => log('github', m), error: () => undefined },
       throttle: {
         enabled: options.throttle?.enabled ?? true,
         onRateLimit: (after: number, opts: { method: string; url: string }, _o: unknown, count: number) => {
@@ -88,7 +89,8 @@ export class GitHub {
 
   async release(tag: string): Promise<Release> {
     try {
-      const { data } = await this.#octokit.rest.repos.getReleaseByTag({ owner: this.owner, repo: this.repo, tag });
+      // One quick retry: at start-up a person is waiting for the verdict.
+      const { data } = await this.#octokit.rest.repos.getReleaseByTag({ owner: this.owner, repo: this.repo, tag, request: { retries: 1 } });
       return {
         id: data.id,
         tag: data.tag_name,
@@ -114,7 +116,7 @@ export class GitHub {
   /** Check at start that the token works and sees the repository, so a bad one fails now, not at the first report. */
   async checkAccess(): Promise<void> {
     try {
-      await this.#octokit.rest.repos.get({ owner: this.owner, repo: this.repo });
+      await this.#octokit.rest.repos.get({ owner: this.owner, repo: this.repo, request: { retries: 1 } });
     } catch (err) {
       throw toGitHubError(err, `repository ${this.owner}/${this.repo}`);
     }
@@ -214,7 +216,8 @@ export class GitHub {
     let url = new URL(`${this.apiUrl}/repos/${encodeURIComponent(this.owner)}/${encodeURIComponent(this.repo)}/releases/assets/${assetId}`);
     for (let hop = 0; hop <= MAX_REDIRECTS; hop += 1) {
       const headers: Record<string, string> = { accept: 'application/octet-stream', 'user-agent': 'dispatch' };
-      if (url.origin === apiOrigin) headers.authorization = `Bearer ${this.#token}`;
+      // The same scheme octokit sends for a personal access token.
+      if (url.origin === apiOrigin) headers.authorization = `token ${this.#token}`;
       let response;
       try {
         response = await undiciRequest(url, { method: 'GET', headers, signal, headersTimeout: 60_000, bodyTimeout: 60_000 });

@@ -86,7 +86,16 @@ export class GitHubSink implements ReportSink {
     const { github, outbox } = this.#options;
     if (!entry.issue && entry.attempts > 0) {
       // An earlier try may have created the issue and died before hearing so.
-      const found = await github.findIssue(issueMarker(entry.id), entry.createdAt);
+      const found = await github.findIssue(issueMarker(entry.id), entry.createdAt).catch((err: unknown) => {
+        // A repository that answers 404 here would refuse the issue too; an
+        // API without the listing (a minimal GitHub-compatible server) must
+        // not keep the report from being filed.
+        if (err instanceof GitHubError && err.failure === 'not-found') {
+          this.#options.log('report', `cannot look for an earlier copy of ${JSON.stringify(entry.filing.report.title)} (${err.message}); filing it`);
+          return undefined;
+        }
+        throw err;
+      });
       if (found) {
         this.#options.log('report', `${JSON.stringify(entry.filing.report.title)} was already filed as ${found.url}; not filing it again`);
         entry.issue = found;
