@@ -63,7 +63,10 @@ export async function startDispatch(config: Config, deps: StartDeps): Promise<Ru
     if (!config.github?.tag) await github.checkAccess().catch((err: Error) => {
       throw new SourceError(err.message, { cause: err });
     });
-    sink = new GitHubSink({ github, outbox: new Outbox(join(config.stateDir, 'outbox', stateKey(github))), log, now: () => clock.now() });
+    const outboxDir = join(config.stateDir, 'outbox', stateKey(github));
+    // Reports are acknowledged only once they are in the outbox: find out now, not at the first report.
+    await checkReportDirectory(outboxDir);
+    sink = new GitHubSink({ github, outbox: new Outbox(outboxDir), log, now: () => clock.now() });
   } else {
     await checkReportDirectory(config.reports);
     sink = directorySink(config.reports);
