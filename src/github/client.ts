@@ -58,6 +58,8 @@ export class GitHub {
   readonly apiUrl: string;
   readonly #octokit: Octokit;
   readonly #token: string;
+  /** Aborts every request in flight when dispatch stops (fetch's own 300 s timeouts bound a hung GitHub). */
+  readonly #closed = new AbortController();
   #login: Promise<string | undefined> | undefined;
 
   constructor(options: GitHubOptions) {
@@ -85,6 +87,14 @@ export class GitHub {
         },
       },
     });
+    this.#octokit.hook.before('request', (options) => {
+      options.request = { ...options.request, signal: this.#closed.signal };
+    });
+  }
+
+  /** Abort every request in flight; the client is not used after this. */
+  close(): void {
+    this.#closed.abort();
   }
 
   async release(tag: string): Promise<Release> {

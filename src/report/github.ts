@@ -60,6 +60,7 @@ export class GitHubSink implements ReportSink {
   /** Stop trying; what is not filed stays in the outbox for the next start. */
   close(): void {
     this.#abort.abort();
+    this.#options.github.close();
   }
 
   async #fileWithRetries(entry: OutboxEntry): Promise<string> {

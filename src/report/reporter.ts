@@ -69,11 +69,16 @@ export class Reporter {
    */
   async stop(graceMs: number): Promise<void> {
     this.#unsubscribe();
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.idle(), new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
-    clearTimeout(timer);
+    await this.#idleWithin(graceMs);
     this.#options.sink.close?.();
-    await this.idle();
+    // A request parked by a rate-limit wait does not end on abort: do not wait for it.
+    await this.#idleWithin(2_000);
+  }
+
+  async #idleWithin(ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.idle(), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+    clearTimeout(timer);
   }
 
   async #fileFailure(id: number): Promise<void> {
