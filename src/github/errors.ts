@@ -62,6 +62,8 @@ export function toGitHubError(err: unknown, what: string, now: () => number = Da
       ? Math.max(0, reset * 1000 - now()) + 1000
       : undefined;
   const rateLimited = (status === 403 || status === 429) && (retryAfterMs !== undefined || /rate limit/i.test(said));
+  // GitHub: a secondary limit without retry-after means wait at least a minute.
+  const wait = rateLimited && retryAfterMs === undefined ? 60_000 : retryAfterMs;
   const failure: GitHubFailure = rateLimited
     ? 'rate-limit'
     : status === 401 ? 'auth'
@@ -74,7 +76,7 @@ export function toGitHubError(err: unknown, what: string, now: () => number = Da
     failure,
     status,
     validation: Array.isArray(data.errors) ? data.errors : [],
-    ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+    ...(wait !== undefined ? { retryAfterMs: wait } : {}),
     cause: err,
   });
 }

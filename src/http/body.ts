@@ -23,8 +23,17 @@ export function countedBody(source: Readable, transfer: Transfer | undefined, ou
         try {
           next = await chunks.next();
         } catch (err) {
-          transfer?.end(false);
-          controller.error(err);
+          const permanent = (err as { permanent?: unknown }).permanent === true;
+          if (permanent) transfer?.fail((err as Error).message);
+          else transfer?.end(false);
+          if (outgoing) {
+            // Cut the connection ourselves: the client must see a broken
+            // transfer, and the HTTP adapter would print the error to stderr.
+            outgoing.destroy();
+            controller.close();
+          } else {
+            controller.error(err);
+          }
           return;
         }
         if (next.done) {

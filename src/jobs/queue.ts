@@ -49,6 +49,8 @@ export interface Transfer {
   progress(bytes: number): void;
   /** The transfer ended; `delivered` when every byte it promised reached the socket. */
   end(delivered: boolean): void;
+  /** The bytes can never be served (they failed verification): the job fails. */
+  fail(reason: string): void;
 }
 
 export interface QueueOptions {
@@ -200,6 +202,12 @@ export class Queue {
         } else {
           job.actor.send({ type: 'download.progress' });
         }
+      },
+      fail: (reason) => {
+        if (ended) return;
+        ended = true;
+        if (!stillHolds()) return;
+        this.#send(job, { type: 'fail', reason }, `failed: ${reason}`, ip);
       },
     };
   }

@@ -21,6 +21,13 @@ export type Fetch = (item: CacheItem, signal: AbortSignal) => Promise<Readable>;
 /** An asset's bytes were not what the release said they are. */
 export class CacheError extends Error {
   override name = 'CacheError';
+  /** Trying again cannot help: the job that needs these bytes cannot run. */
+  readonly permanent: boolean = false;
+}
+
+/** GitHub's bytes, complete, are not the ones its digest names: asking again gives the same bytes. */
+class DigestMismatch extends CacheError {
+  override readonly permanent = true;
 }
 
 interface Download extends Growth {
@@ -40,6 +47,8 @@ export class AssetCache {
   readonly #log: Log;
   readonly #ready = new Map<string, Promise<boolean>>();
   readonly #downloads = new Map<string, Download>();
+  /** Assets whose bytes failed the digest check: refused for the rest of the run, never fetched again. */
+  readonly #refused = new Map<string, CacheError>();
   readonly #abort = new AbortController();
   /** Downloads from GitHub that completed, per asset id. */
   readonly fetched = new Map<number, number>();
@@ -54,12 +63,19 @@ export class AssetCache {
   read(item: CacheItem, start: number, end: number): Readable {
     const key = cacheKey(item);
     const path = join(this.#dir, key);
+    const refused = this.#refused.get(key);
+    if (refused) {
+      this.#log('cache', `${item.name}: refused: its bytes did not match the release's digest; not fetching it again`);
+      return lazily(() => Promise.reject(refused));
+    }
     const running = this.#downloads.get(key);
     if (running) return readGrowing([`${path}.part`, path], running, start, end);
     // Whether the file is complete is only known asynchronously; a small
     // pass-through keeps read() synchronous for the HTTP layer.
     return lazily(async () => {
       if (await this.#isReady(key, path, item.size)) return createReadStream(path, { start, end, highWaterMark: 256 * 1024 });
+      const refusedMeanwhile = this.#refused.get(key);
+      if (refusedMeanwhile) throw refusedMeanwhile;
       const download = this.#downloads.get(key) ?? this.#start(key, path, item);
       return readGrowing([`${path}.part`, path], download, start, end);
     });
@@ -112,7 +128,7 @@ export class AssetCache {
         if (written !== item.size) throw new CacheError(`${item.name}: GitHub sent ${written} of ${item.size} bytes`);
         const digest = hash.digest('hex');
         if (item.sha256 !== null && digest !== item.sha256) {
-          throw new CacheError(`${item.name}: sha256 ${digest} does not match the release's digest ${item.sha256}; not serving it`);
+          throw new DigestMismatch(`${item.name}: sha256 ${digest} does not match the release's digest ${item.sha256}; not serving it`);
         }
         await handle.sync();
       } finally {
@@ -140,6 +156,7 @@ export class AssetCache {
       },
       (err: Error) => {
         failure = err;
+        if (err instanceof DigestMismatch) this.#refused.set(key, err);
         this.#downloads.delete(key);
         this.#log('cache', `${item.name}: download failed: ${err.message}`);
         void unlink(partial).catch(() => undefined);
