@@ -38,6 +38,20 @@ export interface Cleanup {
 
 const REQUEST_TIMEOUT_MS = 5_000;
 
+/** Every job, as `GET /api/jobs` lists it. */
+export async function apiJobs(origin: string, timeoutMs: number): Promise<ApiJob[]> {
+  const answer = await send({ url: `${origin}/api/jobs`, method: 'GET', timeoutMs });
+  if (answer.status !== 200) throw new Error(`/api/jobs answered ${answer.status}`);
+  return (JSON.parse(answer.body.toString('utf8')) as { jobs: ApiJob[] }).jobs;
+}
+
+/** One job by name, from `GET /api/jobs`. */
+export async function apiJob(origin: string, name: string, timeoutMs: number): Promise<ApiJob> {
+  const found = (await apiJobs(origin, timeoutMs)).find((j) => j.name === name);
+  if (!found) throw new Error(`no job ${name}`);
+  return found;
+}
+
 /** A running dispatch on a port of its own, serving files from a scratch directory; closed when the test ends. */
 export async function startLab(t: Cleanup, options: LabOptions) {
   const dir = await mkdtemp(join(tmpdir(), 'dispatch-lab-'));
@@ -77,16 +91,8 @@ export async function startLab(t: Cleanup, options: LabOptions) {
   const url = `${origin}/dispatch`;
   const names = new Map([...bytes].map(([name, content]) => [sha256(content), name]));
 
-  const jobs = async (): Promise<ApiJob[]> => {
-    const answer = await send({ url: `${origin}/api/jobs`, method: 'GET', timeoutMs: REQUEST_TIMEOUT_MS });
-    if (answer.status !== 200) throw new Error(`/api/jobs answered ${answer.status}`);
-    return (JSON.parse(answer.body.toString('utf8')) as { jobs: ApiJob[] }).jobs;
-  };
-  const job = async (name: string): Promise<ApiJob> => {
-    const found = (await jobs()).find((j) => j.name === name);
-    if (!found) throw new Error(`no job ${name}`);
-    return found;
-  };
+  const jobs = () => apiJobs(origin, REQUEST_TIMEOUT_MS);
+  const job = (name: string) => apiJob(origin, name, REQUEST_TIMEOUT_MS);
   /** The queue's own view, for what the API does not show (the timeline). */
   const view = (name: string): JobView => {
     const found = running.queue.list().find((j) => j.name === name);

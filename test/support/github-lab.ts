@@ -7,7 +7,7 @@ import type { Config } from '../../src/cli/options.ts';
 import { startDispatch, type Running } from '../../src/cli/start.ts';
 import type { FakeGitHub, FakeGitHubOptions } from '../github/fake.ts';
 import { startFakeGitHub } from '../github/fake.ts';
-import type { ApiJob, Cleanup } from '../fleet/lab.ts';
+import { apiJob, apiJobs, type ApiJob, type Cleanup } from '../fleet/lab.ts';
 import { FIRMWARE_HEADERS, send, type Sent } from '../fleet/http.ts';
 import { loopbackAddress } from '../fleet/simulator.ts';
 
@@ -83,16 +83,8 @@ export async function startGitHubLab(t: Cleanup, options: GitHubLabOptions) {
   running = await start();
   const cacheDir = join(stateDir, 'cache', new URL(fake.apiUrl).host.replace(/[^A-Za-z0-9._-]+/g, '_'), OWNER, REPO);
 
-  const jobs = async (): Promise<ApiJob[]> => {
-    const answer = await send({ url: `${origin()}/api/jobs`, method: 'GET', timeoutMs: REQUEST_TIMEOUT_MS });
-    if (answer.status !== 200) throw new Error(`/api/jobs answered ${answer.status}`);
-    return (JSON.parse(answer.body.toString('utf8')) as { jobs: ApiJob[] }).jobs;
-  };
-  const job = async (name: string): Promise<ApiJob> => {
-    const found = (await jobs()).find((j) => j.name === name);
-    if (!found) throw new Error(`no job ${name}`);
-    return found;
-  };
+  const jobs = () => apiJobs(origin(), REQUEST_TIMEOUT_MS);
+  const job = (name: string) => apiJob(origin(), name, REQUEST_TIMEOUT_MS);
 
   /** Wait, bounded, for something that happens after an answer (a download, a filing). */
   const until = async (what: string, check: () => boolean | Promise<boolean>, limitMs = 10_000): Promise<number> => {
