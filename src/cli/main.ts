@@ -14,11 +14,10 @@ const write = (line: string) => process.stdout.write(`${line}\n`);
 async function main(argv: readonly string[]): Promise<number> {
   const config = parseArgs(argv, version, { out: (text) => process.stdout.write(text), env: process.env, home: homedir() });
   const log = plainLog(write, systemClock);
-  const running = await startDispatch(config, { log, env: process.env });
+  const running = await startDispatch(config, { log, env: process.env, version });
   logQueue(running.queue, write);
   log('http', `listening on ${running.url}`);
   for (const url of running.bootUrls) log('http', `servers boot from ${url}`);
-  if (config.mdns) log('mdns', 'not advertised: mDNS arrives in a later version (pass --no-mdns to silence this)');
 
   return new Promise<number>((resolve) => {
     let stopping = false;

@@ -91,7 +91,7 @@ export function buildProgram(version: string, io: ParseIo): Command {
     .addOption(new Option('--state-dir <dir>', 'outbox of unfiled reports and cache of release assets').default(defaultStateDir(io.env, io.home), '$XDG_STATE_HOME/dispatch'))
     .addOption(new Option('-b, --bind <host:port>', 'address and port to listen on').default('0.0.0.0:8080').argParser(using(parseBind)))
     .addOption(new Option('-p, --path <path>', 'URL path servers boot from').default('/dispatch').argParser(using(parsePath)))
-    .addOption(new Option('--no-mdns', 'do not advertise on mDNS (advertising arrives in a later version)'))
+    .addOption(new Option('--no-mdns', 'do not advertise this dispatch on mDNS (_dispatch._tcp)'))
     .addOption(new Option('--max-report-bytes <size>', 'largest report accepted (bytes, KiB, MiB)').default('10MiB').argParser(using(parseBytes)))
     .addOption(new Option('--download-timeout <duration>', 'give a job back to the pool after this long without download progress').default('5m').argParser(using(parseDuration)))
     .showHelpAfterError(false)

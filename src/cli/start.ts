@@ -4,6 +4,7 @@ import { ghAuthToken, GitHub, resolveToken, TOKEN_HELP } from '../github/index.t
 import { bind, createApp } from '../http/index.ts';
 import { Queue, systemClock, type Clock } from '../jobs/index.ts';
 import type { Log } from '../log.ts';
+import { createAdvertiser } from '../mdns/index.ts';
 import { checkReportDirectory, directorySink, GitHubSink, Outbox, ReportError, Reporter, type ReportSink } from '../report/index.ts';
 import { builtinEfi, directorySource, githubSource, SourceError, type WorkloadSource } from '../source/index.ts';
 import { AssetCache } from '../store/index.ts';
@@ -32,6 +33,8 @@ export interface StartDeps {
   readonly throttle?: { readonly enabled: boolean };
   /** How long a stop waits for reports being filed before leaving them in the outbox. */
   readonly stopGraceMs?: number;
+  /** dispatch's version, advertised on mDNS. */
+  readonly version?: string;
 }
 
 /** No token anywhere: say how to get one. */
@@ -92,6 +95,10 @@ export async function startDispatch(config: Config, deps: StartDeps): Promise<Ru
   await reporter.recover().catch((err: Error) => {
     throw new ReportError(`cannot read the outbox: ${err.message}`, { cause: err });
   });
+  const advertiser = config.mdns
+    ? createAdvertiser({ port, path: config.path, version: deps.version ?? 'unknown', description: source.description, bindHost: config.host, log: (m) => log('mdns', m) })
+    : undefined;
+  await advertiser?.start();
   return {
     url,
     bootUrls: bootUrls(config.host, port, config.path),
@@ -99,6 +106,7 @@ export async function startDispatch(config: Config, deps: StartDeps): Promise<Ru
     reporter,
     cache,
     close: async () => {
+      await advertiser?.stop();
       await bound.close();
       queue.stop();
       cache?.close();
