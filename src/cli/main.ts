@@ -5,14 +5,19 @@ import { systemClock } from '../jobs/index.ts';
 import { ReportError } from '../report/index.ts';
 import { SourceError } from '../source/index.ts';
 import { logQueue, plainLog } from '../ui/index.ts';
-import { InfoExit, parseArgs, UsageError } from './options.ts';
+import { InfoExit, parseCommandLine, UsageError } from './options.ts';
 import { startDispatch } from './start.ts';
+import { vmMain } from './vm.ts';
 
 const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 const write = (line: string) => process.stdout.write(`${line}\n`);
 
 async function main(argv: readonly string[]): Promise<number> {
-  const config = parseArgs(argv, version, { out: (text) => process.stdout.write(text), env: process.env, home: homedir() });
+  const parsed = parseCommandLine(argv, version, { out: (text) => process.stdout.write(text), env: process.env, home: homedir() });
+  if (parsed.command === 'vm') {
+    return vmMain(parsed.config, { stdout: (chunk) => process.stdout.write(chunk), stderr: (line) => process.stderr.write(`${line}\n`) });
+  }
+  const config = parsed.config;
   const log = plainLog(write, systemClock);
   const running = await startDispatch(config, { log, env: process.env, version });
   logQueue(running.queue, write);

@@ -1,5 +1,6 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { parseBind, parseBytes, parseDuration, parsePath } from './units.ts';
+import { addVmCommand, type VmConfig } from './vm.ts';
 
 /** Where workloads and reports live on GitHub. */
 export interface GitHubConfig {
@@ -76,8 +77,8 @@ function using<T>(parse: (text: string) => T) {
   };
 }
 
-export function buildProgram(version: string, io: ParseIo): Command {
-  return new Command('dispatch')
+export function buildProgram(version: string, io: ParseIo, onVm: (config: VmConfig) => void = () => undefined): Command {
+  const program = new Command('dispatch')
     .description('Serve workloads to servers that UEFI-HTTP-boot, and keep every result they report.')
     .version(version, '-V, --version')
     .argument('[filter...]', 'keep only workloads whose name contains one of these')
@@ -101,7 +102,11 @@ export function buildProgram(version: string, io: ParseIo): Command {
       // Errors are reported once, by the caller, as one line.
       writeErr: () => undefined,
       outputError: () => undefined,
-    });
+    })
+    // Without an action of its own, a program with subcommands treats filters as unknown commands.
+    .action(() => undefined);
+  addVmCommand(program, using, onVm);
+  return program;
 }
 
 function parseOrUsage<T>(parse: (text: string) => T, text: string, flag: string): T {
@@ -112,9 +117,19 @@ function parseOrUsage<T>(parse: (text: string) => T, text: string, flag: string)
   }
 }
 
+export type ParsedCommand = { readonly command: 'serve'; readonly config: Config } | { readonly command: 'vm'; readonly config: VmConfig };
+
 /** Parse argv (without node and script) into a Config, or throw UsageError / InfoExit. */
 export function parseArgs(argv: readonly string[], version: string, io: ParseIo): Config {
-  const program = buildProgram(version, io);
+  const parsed = parseCommandLine(argv, version, io);
+  if (parsed.command !== 'serve') throw new UsageError(`"${parsed.command}" is a subcommand`);
+  return parsed.config;
+}
+
+/** Parse argv: serve workloads (the root command), or `vm`. Throws UsageError / InfoExit. */
+export function parseCommandLine(argv: readonly string[], version: string, io: ParseIo): ParsedCommand {
+  let vm: VmConfig | undefined;
+  const program = buildProgram(version, io, (config) => (vm = config));
   try {
     program.parse([...argv], { from: 'user' });
   } catch (err) {
@@ -124,6 +139,7 @@ export function parseArgs(argv: readonly string[], version: string, io: ParseIo)
     }
     throw err;
   }
+  if (vm) return { command: 'vm', config: vm };
   const opts = program.opts<{
     owner?: string;
     repo?: string;
@@ -155,7 +171,7 @@ export function parseArgs(argv: readonly string[], version: string, io: ParseIo)
     program.getOptionValueSource('apiUrl') === 'cli' || !io.env.GITHUB_API_URL?.trim()
       ? parseOrUsage(parseApiUrl, opts.apiUrl, '--api-url')
       : parseOrUsage(parseApiUrl, io.env.GITHUB_API_URL, 'GITHUB_API_URL');
-  return {
+  const config: Config = {
     dir: opts.dir,
     reports: opts.reports,
     github:
@@ -171,4 +187,5 @@ export function parseArgs(argv: readonly string[], version: string, io: ParseIo)
     downloadTimeoutMs: typeof opts.downloadTimeout === 'string' ? parseDuration(opts.downloadTimeout) : opts.downloadTimeout,
     filters: program.processedArgs[0] as string[],
   };
+  return { command: 'serve', config };
 }
