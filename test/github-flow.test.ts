@@ -295,6 +295,16 @@ describe('reports become issues', () => {
     assert.equal(creations(lab.fake).length, 1, 'known before asking: one creation');
   });
 
+  test('a GitHub-compatible server without the milestone listing (404): filed without the milestone, never held back', async (t) => {
+    const lab = await startGitHubLab(t, { setup: release('a.efi') });
+    lab.fake.failNext({ method: 'GET', path: '/repos/acme/lab/milestones', status: 404, times: Infinity });
+    await runWorkload(lab, 0, { title: 'ran', body: 'fine', milestone: 'v1.0' });
+    const issue = only(await filed(lab, 'a.efi'), 'issue');
+    assert.equal(issue.milestone, null);
+    assert.match(issue.body!, /could not look up milestone "v1\.0" in acme\/lab .*: filed without a milestone/);
+    assert.equal(creations(lab.fake).length, 1);
+  });
+
   test('an assignee GitHub refuses (422): filed without assignees, and the issue says so', async (t) => {
     const lab = await startGitHubLab(t, {
       setup: (fake) => {

@@ -141,8 +141,14 @@ export class GitHubSink implements ReportSink {
     const notes: string[] = [];
     let milestone: number | null = null;
     if (report.milestone !== null) {
-      milestone = (await this.#milestone(report.milestone)) ?? null;
-      if (milestone === null) notes.push(`there is no milestone ${JSON.stringify(report.milestone)} in ${where}: filed without a milestone.`);
+      try {
+        milestone = (await this.#milestone(report.milestone)) ?? null;
+        if (milestone === null) notes.push(`there is no milestone ${JSON.stringify(report.milestone)} in ${where}: filed without a milestone.`);
+      } catch (err) {
+        // Passing trouble is retried; a listing GitHub will not give us never comes, and must not hold the report back.
+        if (!(err instanceof GitHubError) || (err.failure !== 'not-found' && err.failure !== 'forbidden')) throw err;
+        notes.push(`could not look up milestone ${JSON.stringify(report.milestone)} in ${where} (${err.message}): filed without a milestone.`);
+      }
     }
     let assignees = [...report.assignees];
     let labels = [...report.labels];
