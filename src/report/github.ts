@@ -114,7 +114,11 @@ export class GitHubSink implements ReportSink {
     while (entry.comments < comments.length) {
       const part = entry.comments + 2;
       if (entry.commentAttempts > 0) {
-        const bodies = await github.commentBodies(issue.number);
+        // As for the issue: a listing that is not there (404) must not hold the report back.
+        const bodies = await github.commentBodies(issue.number).catch((err: unknown) => {
+          if (err instanceof GitHubError && err.failure === 'not-found') return [];
+          throw err;
+        });
         if (bodies.some((b) => b.includes(partMarker(entry.id, part)))) {
           entry.comments += 1;
           entry.commentAttempts = 0;
