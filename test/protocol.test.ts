@@ -223,7 +223,8 @@ describe('resumed downloads', () => {
       'HEAD poweroff': await late.head(),
       'GET poweroff': await late.get(),
       'GET range of poweroff': await late.get('bytes=10-19'),
-      'GET range holding nothing': await stranger.get('bytes=10-19'),
+      // Nothing left to hand out: poweroff.efi is all a stranger's resume could be.
+      'GET range holding nothing, queue drained': await stranger.get('bytes=10-19'),
     };
     assert.deepEqual(
       Object.entries(answers).map(([what, a]) => [what, a.status, a.headers['accept-ranges']]),
@@ -235,7 +236,7 @@ describe('resumed downloads', () => {
         ['HEAD poweroff', 200, 'bytes'],
         ['GET poweroff', 200, 'bytes'],
         ['GET range of poweroff', 206, 'bytes'],
-        ['GET range holding nothing', 416, 'bytes'],
+        ['GET range holding nothing, queue drained', 206, 'bytes'],
       ],
     );
   });

@@ -81,7 +81,7 @@ export async function startDispatch(config: Config, deps: StartDeps): Promise<Ru
   const app = createApp({ queue, reports: reporter, path: config.path, maxReportBytes: config.maxReportBytes, poweroff, log });
   let bound;
   try {
-    bound = await bind(app, { host: config.host, port: config.port, maxBodyBytes: config.maxReportBytes, log });
+    bound = await bind(app, { host: config.host, port: config.port });
   } catch (err) {
     queue.stop();
     cache?.close();
@@ -131,10 +131,14 @@ async function connect(config: Config, deps: StartDeps): Promise<GitHub> {
   });
 }
 
-/** One folder per GitHub host and repository, so two labs never share an outbox. */
+/**
+ * One folder per GitHub host and repository, so two labs never share an
+ * outbox. The host name without the port: the same GitHub restarted on
+ * another port must still find the reports it has not filed.
+ */
 function stateKey(github: GitHub): string {
   const safe = (text: string) => text.replace(/[^A-Za-z0-9._-]+/g, '_');
-  return join(safe(new URL(github.apiUrl).host), safe(github.owner), safe(github.repo));
+  return join(safe(new URL(github.apiUrl).hostname), safe(github.owner), safe(github.repo));
 }
 
 function hostForUrl(host: string): string {

@@ -34,6 +34,16 @@ export function reportRoute(deps: AppDeps) {
     await next();
     return undefined;
   };
+  // A client that asked to be told before sending its body (`Expect:
+  // 100-continue`, curl above 1 MiB) hears "continue" only now: after the 417
+  // check, and never for a body already announced as too large (413 below).
+  const proceed = async (c: Context<Env>, next: Next) => {
+    const announced = Number(c.req.header('content-length'));
+    const tooLarge = Number.isFinite(announced) && announced > deps.maxReportBytes;
+    if (c.req.header('expect')?.toLowerCase() === '100-continue' && !tooLarge) c.env?.outgoing?.writeContinue();
+    await next();
+    return undefined;
+  };
   const limit = bodyLimit({
     maxSize: deps.maxReportBytes,
     onError: (c) => {
@@ -54,5 +64,5 @@ export function reportRoute(deps: AppDeps) {
     await deps.reports.submit(id, parsed.value);
     return c.text('report stored\n', 200);
   };
-  return [target, limit, store] as const;
+  return [target, proceed, limit, store] as const;
 }

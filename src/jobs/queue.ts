@@ -170,7 +170,8 @@ export class Queue {
       const { state } = this.#context(held);
       if (state === 'assigned' || state === 'downloading') return this.#claimOf(held);
     }
-    return this.#poweredOff.has(ip) ? { kind: 'poweroff' } : { kind: 'none' };
+    // With nothing left to hand out, poweroff.efi is all this server could have been fetching.
+    return this.#poweredOff.has(ip) || this.#pool.length === 0 ? { kind: 'poweroff' } : { kind: 'none' };
   }
 
   /** Bytes of job `id` start flowing to `ip`; `reachesEnd` when the last byte is among them. */

@@ -88,10 +88,10 @@ export class GitHubSink implements ReportSink {
     if (!entry.issue && entry.attempts > 0) {
       // An earlier try may have created the issue and died before hearing so.
       const found = await github.findIssue(issueMarker(entry.id), entry.createdAt).catch((err: unknown) => {
-        // A repository that answers 404 here would refuse the issue too; an
-        // API without the listing (a minimal GitHub-compatible server) must
-        // not keep the report from being filed.
-        if (err instanceof GitHubError && err.failure === 'not-found') {
+        // An API without the listing (a minimal GitHub-compatible server, a
+        // token that may not list) must not keep the report from being filed;
+        // passing trouble (5xx, network, rate limits) is retried instead.
+        if (cannotList(err)) {
           this.#options.log('report', `cannot look for an earlier copy of ${JSON.stringify(entry.filing.report.title)} (${err.message}); filing it`);
           return undefined;
         }
@@ -116,7 +116,7 @@ export class GitHubSink implements ReportSink {
       if (entry.commentAttempts > 0) {
         // As for the issue: a listing that is not there (404) must not hold the report back.
         const bodies = await github.commentBodies(issue.number).catch((err: unknown) => {
-          if (err instanceof GitHubError && err.failure === 'not-found') return [];
+          if (cannotList(err)) return [];
           throw err;
         });
         if (bodies.some((b) => b.includes(partMarker(entry.id, part)))) {
@@ -150,7 +150,7 @@ export class GitHubSink implements ReportSink {
         if (milestone === null) notes.push(`there is no milestone ${JSON.stringify(report.milestone)} in ${where}: filed without a milestone.`);
       } catch (err) {
         // Passing trouble is retried; a listing GitHub will not give us never comes, and must not hold the report back.
-        if (!(err instanceof GitHubError) || (err.failure !== 'not-found' && err.failure !== 'forbidden')) throw err;
+        if (!cannotList(err)) throw err;
         notes.push(`could not look up milestone ${JSON.stringify(report.milestone)} in ${where} (${err.message}): filed without a milestone.`);
       }
     }
@@ -199,4 +199,9 @@ export class GitHubSink implements ReportSink {
     });
     return (await fresh).get(title);
   }
+}
+
+/** The answer says this listing will never be given (missing, forbidden, not implemented), as opposed to passing trouble. */
+function cannotList(err: unknown): err is GitHubError {
+  return err instanceof GitHubError && (err.failure === 'not-found' || err.failure === 'forbidden' || err.status === 405 || err.status === 501);
 }

@@ -81,7 +81,7 @@ export async function startGitHubLab(t: Cleanup, options: GitHubLabOptions) {
       stopGraceMs: 500,
     });
   running = await start();
-  const cacheDir = join(stateDir, 'cache', new URL(fake.apiUrl).host.replace(/[^A-Za-z0-9._-]+/g, '_'), OWNER, REPO);
+  const cacheDir = join(stateDir, 'cache', new URL(fake.apiUrl).hostname.replace(/[^A-Za-z0-9._-]+/g, '_'), OWNER, REPO);
 
   const jobs = () => apiJobs(origin(), REQUEST_TIMEOUT_MS);
   const job = (name: string) => apiJob(origin(), name, REQUEST_TIMEOUT_MS);
