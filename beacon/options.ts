@@ -2,6 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { parseDuration } from '../src/cli/units.ts';
 import type { Candidate } from './discover.ts';
 import { DEFAULT_EFIVARS } from './firmware.ts';
+import { InfoExit, UsageError } from '../src/cli/usage.ts';
 
 /** The path dispatch serves by default (its --path); used when a URL names only a host. */
 export const DEFAULT_PATH = '/dispatch';
@@ -27,15 +28,7 @@ export interface BeaconConfig {
   readonly report: ReportOptions | undefined;
 }
 
-/** A bad command line: one line on stderr, exit 2. */
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
-
-/** Asked for help or the version: it is printed, exit 0. */
-export class InfoExit extends Error {
-  override name = 'InfoExit';
-}
+export { InfoExit, UsageError };
 
 export interface ParseIo {
   /** Where --help and --version go. */

@@ -1,6 +1,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { parseBind, parseBytes, parseDuration, parsePath } from './units.ts';
 import { addVmCommand, type VmConfig } from './vm.ts';
+import { InfoExit, UsageError } from './usage.ts';
 
 /** Where workloads and reports live on GitHub. */
 export interface GitHubConfig {
@@ -31,15 +32,7 @@ export interface Config {
   readonly filters: readonly string[];
 }
 
-/** A bad command line: one line on stderr, exit 2. */
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
-
-/** Asked for help or the version: print it, exit 0. */
-export class InfoExit extends Error {
-  override name = 'InfoExit';
-}
+export { InfoExit, UsageError };
 
 export interface ParseIo {
   /** Where --help and --version go. */
