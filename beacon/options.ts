@@ -2,7 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { parseDuration } from '../src/cli/units.ts';
 import type { Candidate } from './discover.ts';
 import { DEFAULT_EFIVARS } from './firmware.ts';
-import { InfoExit, UsageError } from '../src/cli/usage.ts';
+import { InfoExit, reportingOnce, UsageError } from '../src/cli/usage.ts';
 
 /** The path dispatch serves by default (its --path); used when a URL names only a host. */
 export const DEFAULT_PATH = '/dispatch';
@@ -76,7 +76,7 @@ Exit codes: 0 a dispatch took it; 1 none did (one line says what was tried), or 
 report was refused as bad (400/413); 2 bad command line.`;
 
 export function buildProgram(version: string, io: ParseIo, chosen: (command: 'boot' | 'report', options: Record<string, unknown>) => void): Command {
-  const program = new Command('beacon')
+  const program = reportingOnce(new Command('beacon'), io.out)
     .description('Tell dispatch that this workload booted, and send it the results.')
     .version(version, '-V, --version')
     .addOption(new Option('-s, --server <url>', 'dispatch URL (repeat to try several in order; env DISPATCH_URL)').argParser((value: string, previous: string[] | undefined) => collect(using(parseServerUrl)(value), previous)))
@@ -84,15 +84,7 @@ export function buildProgram(version: string, io: ParseIo, chosen: (command: 'bo
     .addOption(new Option('--efivars <dir>', 'where to read the firmware\'s Boot#### variables').default(DEFAULT_EFIVARS))
     .addOption(new Option('--no-mdns', 'do not browse mDNS for dispatch'))
     .addOption(new Option('-v, --verbose', 'say what is tried, on stderr'))
-    .addHelpText('after', HELP_AFTER)
-    .showHelpAfterError(false)
-    .exitOverride()
-    .configureOutput({
-      writeOut: io.out,
-      // Errors are reported once, by the caller, as one line.
-      writeErr: () => undefined,
-      outputError: () => undefined,
-    });
+    .addHelpText('after', HELP_AFTER);
   program
     .command('boot')
     .description('say "I booted": the job this server downloaded is now running')

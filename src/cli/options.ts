@@ -1,7 +1,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { parseBind, parseBytes, parseDuration, parsePath } from './units.ts';
 import { addVmCommand, type VmConfig } from './vm.ts';
-import { InfoExit, UsageError } from './usage.ts';
+import { InfoExit, reportingOnce, UsageError } from './usage.ts';
 
 /** Where workloads and reports live on GitHub. */
 export interface GitHubConfig {
@@ -71,7 +71,7 @@ function using<T>(parse: (text: string) => T) {
 }
 
 export function buildProgram(version: string, io: ParseIo, onVm: (config: VmConfig) => void = () => undefined): Command {
-  const program = new Command('dispatch')
+  const program = reportingOnce(new Command('dispatch'), io.out)
     .description('Serve workloads to servers that UEFI-HTTP-boot, and keep every result they report.')
     .version(version, '-V, --version')
     .argument('[filter...]', 'keep only workloads whose name contains one of these')
@@ -88,14 +88,7 @@ export function buildProgram(version: string, io: ParseIo, onVm: (config: VmConf
     .addOption(new Option('--no-mdns', 'do not advertise this dispatch on mDNS (_dispatch._tcp)'))
     .addOption(new Option('--max-report-bytes <size>', 'largest report accepted (bytes, KiB, MiB)').default('10MiB').argParser(using(parseBytes)))
     .addOption(new Option('--download-timeout <duration>', 'give a job back to the pool after this long without download progress').default('5m').argParser(using(parseDuration)))
-    .showHelpAfterError(false)
-    .exitOverride()
-    .configureOutput({
-      writeOut: io.out,
-      // Errors are reported once, by the caller, as one line.
-      writeErr: () => undefined,
-      outputError: () => undefined,
-    })
+
     // Without an action of its own, a program with subcommands treats filters as unknown commands.
     .action(() => undefined);
   addVmCommand(program, using, onVm);

@@ -7,3 +7,11 @@ export class UsageError extends Error {
 export class InfoExit extends Error {
   override name = 'InfoExit';
 }
+
+/** Commander set up the way both CLIs report: help and version to `out`, errors thrown for the caller to print as one line. */
+export function reportingOnce<T extends { showHelpAfterError(v: boolean): T; exitOverride(): T; configureOutput(o: object): T }>(command: T, out: (text: string) => void): T {
+  return command
+    .showHelpAfterError(false)
+    .exitOverride()
+    .configureOutput({ writeOut: out, writeErr: () => undefined, outputError: () => undefined });
+}
