@@ -35,7 +35,9 @@ export type QueueEvent =
   | { readonly kind: 'job'; readonly at: number; readonly job: JobView; readonly what: string }
   /** A job just failed; its failure report is due. */
   | { readonly kind: 'failed'; readonly at: number; readonly job: JobView }
-  | { readonly kind: 'poweroff'; readonly at: number; readonly ip: string; readonly what: string };
+  | { readonly kind: 'poweroff'; readonly at: number; readonly ip: string; readonly method: 'HEAD' | 'GET'; readonly what: string }
+  /** A transfer moved on; sent at most every PROGRESS_EVENT_MS per transfer, and not logged as a line. */
+  | { readonly kind: 'progress'; readonly at: number; readonly id: number; readonly ip: string; readonly bytes: number; readonly size: number; readonly startedAt: number };
 
 /** What a server's HEAD or GET is answered with. */
 export type Claim =
@@ -80,6 +82,8 @@ interface Job {
 
 /** Progress events are coalesced: the no-progress timer needs no finer grain than this (or a quarter of a short timeout). */
 const PROGRESS_EVERY_MS = 1_000;
+/** Progress events for watchers (the TUI redraws at most 10 times a second; finer would be wasted). */
+const PROGRESS_EVENT_MS = 200;
 
 /**
  * The lab's jobs, in workload name order, and which server holds which.
@@ -150,7 +154,7 @@ export class Queue {
     const next = this.#pool.shift();
     if (next === undefined) {
       this.#poweredOff.add(ip);
-      this.#emit({ kind: 'poweroff', at: this.#clock.now(), ip, what: `${method} poweroff.efi: nothing left to run` });
+      this.#emit({ kind: 'poweroff', at: this.#clock.now(), ip, method, what: `${method} poweroff.efi: nothing left to run` });
       return { kind: 'poweroff' };
     }
     const job = this.#jobs[next]!;
@@ -178,7 +182,9 @@ export class Queue {
   beginTransfer(id: number, ip: string, detail: { readonly reachesEnd: boolean; readonly range?: string }): Transfer {
     const job = this.#jobs[id]!;
     job.bytes = 0;
-    job.lastProgressAt = this.#clock.now();
+    const startedAt = this.#clock.now();
+    job.lastProgressAt = startedAt;
+    let lastEventAt = startedAt;
     const attempt = this.#context(job).attempts + 1;
     this.#send(job, { type: 'download.start' }, `download started${detail.range ? ` (${detail.range})` : ''}, attempt ${attempt}`, ip);
     let ended = false;
@@ -188,6 +194,10 @@ export class Queue {
       progress: (bytes) => {
         job.bytes = bytes;
         const now = this.#clock.now();
+        if (now - lastEventAt >= PROGRESS_EVENT_MS && this.#listeners.size > 0) {
+          lastEventAt = now;
+          this.#emit({ kind: 'progress', at: now, id, ip, bytes, size: job.workload.size, startedAt });
+        }
         if (now - job.lastProgressAt < this.#progressEveryMs || !stillHolds()) return;
         job.lastProgressAt = now;
         job.actor.send({ type: 'download.progress' });

@@ -16,6 +16,9 @@ export function formatEvent(event: QueueEvent): string | undefined {
     case 'failed':
       // Already said by the 'job' event that carried the transition.
       return undefined;
+    case 'progress':
+      // Many a second: for the TUI, not for a log.
+      return undefined;
   }
 }
 
