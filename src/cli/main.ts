@@ -1,48 +1,110 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { systemClock } from '../jobs/index.ts';
+import { Completion, systemClock, type Verdict } from '../jobs/index.ts';
+import type { Log } from '../log.ts';
 import { ReportError } from '../report/index.ts';
 import { SourceError } from '../source/index.ts';
-import { logQueue, plainLog } from '../ui/index.ts';
-import { InfoExit, parseCommandLine, UsageError } from './options.ts';
+import { jsonLog, logQueue, plainLog, summaryRow, summaryTable } from '../ui/index.ts';
+import type { Tui } from '../ui/tui/app.tsx';
+import { InfoExit, parseCommandLine, UsageError, type Config, type UiConfig } from './options.ts';
 import { startDispatch } from './start.ts';
 import { vmMain } from './vm.ts';
 
 const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 const write = (line: string) => process.stdout.write(`${line}\n`);
 
+/** The TUI while it is on screen, so an error can give the terminal back before it is printed. */
+let screen: Tui | undefined;
+
 async function main(argv: readonly string[]): Promise<number> {
   const parsed = parseCommandLine(argv, version, { out: (text) => process.stdout.write(text), env: process.env, home: homedir() });
   if (parsed.command === 'vm') {
     return vmMain(parsed.config, { stdout: (chunk) => process.stdout.write(chunk), stderr: (line) => process.stderr.write(`${line}\n`) });
   }
-  const config = parsed.config;
-  const log = plainLog(write, systemClock);
+  const { config, ui } = parsed;
+  const mode = ui.log === 'auto' ? (process.stdout.isTTY ? 'tui' : 'plain') : ui.log;
+
+  let quit: (why: string) => void = () => process.exit(130);
+  let log: Log;
+  if (mode === 'tui') {
+    // Loaded only here: plain and JSON runs never pay for ink and its layout engine.
+    const { Tui } = await import('../ui/tui/app.tsx');
+    screen = new Tui({ stdout: process.stdout, stdin: process.stdin, clock: systemClock, loading: `loading workloads from ${describeSource(config)}`, onQuit: () => quit('q') });
+    log = screen.log;
+  } else {
+    log = mode === 'json' ? jsonLog(write, systemClock) : plainLog(write, systemClock);
+  }
+  // A signal during loading stops at once; once serving, it stops gracefully (below).
+  const early = (signal: NodeJS.Signals) => quit(signal);
+  process.on('SIGINT', early);
+  process.on('SIGTERM', early);
+
   const running = await startDispatch(config, { log, env: process.env, version });
-  logQueue(running.queue, write);
+  if (screen) screen.attach(running.queue, { version, source: running.source, reports: running.reports, bootUrls: running.bootUrls });
+  else logQueue(running.queue, write, mode === 'json' ? 'json' : 'plain');
   log('http', `listening on ${running.url}`);
   for (const url of running.bootUrls) log('http', `servers boot from ${url}`);
 
   return new Promise<number>((resolve) => {
     let stopping = false;
-    const stop = (signal: NodeJS.Signals) => {
+    let completion: Completion | undefined;
+    /** Stop serving (in-flight answers get their grace), give the terminal back, then print. */
+    const end = (code: number, verdict?: Verdict) => {
+      stopping = true;
+      completion?.stop();
+      void running.close().then(() => {
+        screen?.unmount();
+        screen = undefined;
+        if (verdict) printVerdict(verdict, mode === 'json' ? 'json' : 'text', ui);
+        resolve(code);
+      });
+    };
+    quit = (why) => {
       if (stopping) {
-        // A second signal means now.
+        // A second signal (or q) means now.
         process.exit(130);
       }
-      stopping = true;
-      log('dispatch', `${signal}: stopping`);
-      void running.close().then(() => resolve(0));
+      screen?.status(`${why}: stopping… (again to quit at once)`);
+      log('dispatch', `${why}: stopping`);
+      if (!ui.exitWhenDone) return end(0);
+      // A CI run cut short has not passed, whatever it had done so far.
+      log('dispatch', 'stopped before every job was done: exit 1');
+      end(1, undefined);
     };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
+    if (ui.exitWhenDone) {
+      completion = new Completion(running.queue, {
+        clock: systemClock,
+        lingerMs: ui.lingerMs,
+        filing: () => running.reporter.filing,
+        onDone: (verdict) => {
+          log('dispatch', `every job is done (${verdict.failed} failed): exiting ${verdict.code}`);
+          end(verdict.code, verdict);
+        },
+      });
+    }
   });
+}
+
+function describeSource(config: Config): string {
+  const github = config.github;
+  if (github?.tag !== undefined) return `release ${github.tag} of ${github.owner}/${github.repo}`;
+  return `directory ${config.dir ?? '.'}`;
+}
+
+function printVerdict(verdict: Verdict, format: 'text' | 'json', ui: UiConfig): void {
+  if (format === 'json') {
+    write(JSON.stringify({ time: new Date().toISOString(), summary: verdict.jobs.map(summaryRow), failed: verdict.failed, unfiled: verdict.unfiled, lingered: verdict.lingered, code: verdict.code }));
+    return;
+  }
+  if (verdict.lingered.length > 0) write(`\n(waited ${Math.round(ui.lingerMs / 1000)} s for poweroff.efi)`);
+  write(`\n${summaryTable(verdict)}`);
 }
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
+    screen?.unmount();
     if (err instanceof InfoExit) process.exit(0);
     const usage = err instanceof UsageError || err instanceof SourceError || err instanceof ReportError;
     process.stderr.write(`dispatch: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -32,6 +32,25 @@ export interface Config {
   readonly filters: readonly string[];
 }
 
+/** How a run shows itself and when it ends; not needed to serve, so kept apart from Config. */
+export interface UiConfig {
+  /** `auto`: the TUI when stdout is a terminal, plain lines otherwise. */
+  readonly log: LogMode;
+  /** DESIGN §5 rule 8: exit once everything is final, filed and powered off. */
+  readonly exitWhenDone: boolean;
+  /** How long rule 8 waits for servers that ran a job to fetch poweroff.efi. */
+  readonly lingerMs: number;
+}
+
+export const LOG_MODES = ['auto', 'tui', 'plain', 'json'] as const;
+export type LogMode = (typeof LOG_MODES)[number];
+
+function parseLogMode(text: string): LogMode {
+  const mode = text.trim().toLowerCase();
+  if (!(LOG_MODES as readonly string[]).includes(mode)) throw new RangeError(`"${text}" is not one of ${LOG_MODES.join(', ')}`);
+  return mode as LogMode;
+}
+
 export { InfoExit, UsageError };
 
 export interface ParseIo {
@@ -88,6 +107,9 @@ export function buildProgram(version: string, io: ParseIo, onVm: (config: VmConf
     .addOption(new Option('--no-mdns', 'do not advertise this dispatch on mDNS (_dispatch._tcp)'))
     .addOption(new Option('--max-report-bytes <size>', 'largest report accepted (bytes, KiB, MiB)').default('10MiB').argParser(using(parseBytes)))
     .addOption(new Option('--download-timeout <duration>', 'give a job back to the pool after this long without download progress').default('5m').argParser(using(parseDuration)))
+    .addOption(new Option('--log <mode>', 'auto (the TUI on a terminal, else plain lines), tui, plain, or json (NDJSON)').default('auto').argParser(using(parseLogMode)))
+    .addOption(new Option('--exit-when-done', 'exit once every job is final, every report filed and every server that ran a job got poweroff.efi; exit code 1 if a job failed'))
+    .addOption(new Option('--linger <duration>', 'with --exit-when-done: how long to wait for servers to fetch poweroff.efi').default('5m').argParser(using(parseDuration)))
 
     // Without an action of its own, a program with subcommands treats filters as unknown commands.
     .action(() => undefined);
@@ -103,7 +125,7 @@ function parseOrUsage<T>(parse: (text: string) => T, text: string, flag: string)
   }
 }
 
-export type ParsedCommand = { readonly command: 'serve'; readonly config: Config } | { readonly command: 'vm'; readonly config: VmConfig };
+export type ParsedCommand = { readonly command: 'serve'; readonly config: Config; readonly ui: UiConfig } | { readonly command: 'vm'; readonly config: VmConfig };
 
 /** Parse argv (without node and script) into a Config, or throw UsageError / InfoExit. */
 export function parseArgs(argv: readonly string[], version: string, io: ParseIo): Config {
@@ -140,6 +162,9 @@ export function parseCommandLine(argv: readonly string[], version: string, io: P
     mdns: boolean;
     maxReportBytes: number | string;
     downloadTimeout: number | string;
+    log: LogMode;
+    exitWhenDone?: boolean;
+    linger: number | string;
   }>();
   // Defaults are given as text so --help shows them as typed; parse them here.
   const bind = typeof opts.bind === 'string' ? parseBind(opts.bind) : opts.bind;
@@ -173,5 +198,11 @@ export function parseCommandLine(argv: readonly string[], version: string, io: P
     downloadTimeoutMs: typeof opts.downloadTimeout === 'string' ? parseDuration(opts.downloadTimeout) : opts.downloadTimeout,
     filters: program.processedArgs[0] as string[],
   };
-  return { command: 'serve', config };
+  const ui: UiConfig = {
+    log: opts.log,
+    exitWhenDone: opts.exitWhenDone === true,
+    lingerMs: typeof opts.linger === 'string' ? parseDuration(opts.linger) : opts.linger,
+  };
+  if (!ui.exitWhenDone && program.getOptionValueSource('linger') === 'cli') throw new UsageError('--linger only makes sense with --exit-when-done');
+  return { command: 'serve', config, ui };
 }

@@ -15,6 +15,9 @@ export interface Running {
   readonly url: string;
   /** URLs servers can use: the bound one, or one per interface address when bound to every address. */
   readonly bootUrls: readonly string[];
+  /** Where the workloads come from and where reports go, in words. */
+  readonly source: string;
+  readonly reports: string;
   readonly queue: Queue;
   readonly reporter: Reporter;
   /** Release assets on disk, when a release is the source. */
@@ -102,6 +105,8 @@ export async function startDispatch(config: Config, deps: StartDeps): Promise<Ru
   return {
     url,
     bootUrls: bootUrls(config.host, port, config.path),
+    source: source.description,
+    reports: sink.description,
     queue,
     reporter,
     cache,

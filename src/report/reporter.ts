@@ -58,6 +58,11 @@ export class Reporter {
     return pending.length;
   }
 
+  /** Filings (reports and failures) started and not yet ended. */
+  get filing(): number {
+    return this.#inFlight.size;
+  }
+
   /** Resolves when every filing started so far has ended. */
   async idle(): Promise<void> {
     while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);

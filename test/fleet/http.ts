@@ -22,6 +22,8 @@ export interface SendOptions {
   readonly timeoutMs: number;
   /** Read this many body bytes, then drop the connection, as a broken transfer does (ignored when the body is no longer). */
   readonly breakAfter?: number;
+  /** Read the body no faster than this, as a slow link would. */
+  readonly bytesPerSecond?: number;
   readonly signal?: AbortSignal;
 }
 
@@ -68,6 +70,7 @@ export function send(options: SendOptions): Promise<Sent> {
       const localPort = req.socket?.localPort;
       const chunks: Buffer[] = [];
       let received = 0;
+      const readStart = performance.now();
       // Breaking at or past the end would be no break at all.
       const breakAt = options.breakAfter !== undefined && options.breakAfter < Number(res.headers['content-length'] ?? Infinity) ? options.breakAfter : undefined;
       const answer = (broken: boolean): Sent => ({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), localPort, broken, bodySent });
@@ -82,6 +85,14 @@ export function send(options: SendOptions): Promise<Sent> {
         }
         chunks.push(chunk);
         received += chunk.byteLength;
+        if (options.bytesPerSecond !== undefined) {
+          // Ahead of the link's pace: stop reading until it catches up (TCP backs the sender off).
+          const ahead = (received / options.bytesPerSecond) * 1000 - (performance.now() - readStart);
+          if (ahead > 0) {
+            res.pause();
+            setTimeout(() => res.resume(), ahead);
+          }
+        }
       });
       res.on('end', () => {
         finish(() => resolve(answer(false)));

@@ -53,6 +53,8 @@ export interface BootPlan {
   readonly oversized?: number;
   /** Reports PUT; `[]` reboots without reporting. Default: one report naming the server and boot. */
   readonly reports?: readonly ReportBody[] | ((boot: { readonly ip: string; readonly index: number; readonly workload: Seen }) => readonly ReportBody[]);
+  /** The workload runs this long between `beacon boot` and its reports. */
+  readonly runMs?: number;
   /** The server dies here and never comes back (power cut, hang). */
   readonly crash?: 'after-head' | 'after-download' | 'after-boot';
 }
@@ -82,6 +84,8 @@ export interface FleetOptions {
   readonly firmwareRetries?: number;
   /** Pause between firmware retries (default 200 ms; EDK2 waits 2 s). */
   readonly retryDelayMs?: number;
+  /** Read downloads no faster than this (a slow link; default: as fast as they come). */
+  readonly bytesPerSecond?: number;
   readonly signal?: AbortSignal;
 }
 
@@ -172,6 +176,7 @@ export async function runFleet(options: FleetOptions): Promise<FleetLog> {
         maxBoots: options.maxBoots ?? 100,
         retries: options.firmwareRetries ?? 0,
         retryDelayMs: options.retryDelayMs ?? 200,
+        bytesPerSecond: options.bytesPerSecond,
         signal,
         started,
       }).run(),
@@ -213,6 +218,7 @@ interface ServerContext {
   readonly maxBoots: number;
   readonly retries: number;
   readonly retryDelayMs: number;
+  readonly bytesPerSecond: number | undefined;
   readonly signal: AbortSignal;
   readonly started: number;
 }
@@ -309,6 +315,7 @@ class SimulatedServer {
     // The workload runs: beacon talks over its own connection, as a booted OS would.
     for (let n = 0; n < (plan.beacons ?? 1); n += 1) boot.beacons.push(await this.#beacon('POST', beacon));
     if (plan.crash === 'after-boot') this.#crash(boot, plan.crash);
+    if (plan.runMs !== undefined) await this.#pause(plan.runMs);
     for (const text of plan.garbage ?? []) boot.garbage.push(await this.#beacon('PUT', beacon, text));
     if (plan.oversized !== undefined) boot.oversized = await this.#beacon('PUT', beacon, oversizedReport(plan.oversized));
     const reports =
@@ -391,6 +398,7 @@ class SimulatedServer {
         headers: extra.headers,
         ...(extra.body === undefined ? {} : { body: extra.body }),
         ...(extra.breakAfter === undefined ? {} : { breakAfter: extra.breakAfter }),
+        ...(method === 'GET' && this.ctx.bytesPerSecond !== undefined ? { bytesPerSecond: this.ctx.bytesPerSecond } : {}),
       });
       this.#log.requests.push({ method, status: answer.status, bytes: answer.body.byteLength, at, ...(extra.range ? { range: extra.range } : {}), ...(answer.localPort === undefined ? {} : { localPort: answer.localPort }) });
       return answer;

@@ -1,0 +1,147 @@
+import { render, useInput, useStdin, useStdout, type Instance } from 'ink';
+import { useEffect, useState } from 'react';
+import type { Clock, Queue } from '../../jobs/index.ts';
+import type { Log } from '../../log.ts';
+import { LabModel } from '../model.ts';
+import { Screen, type Serving } from './screen.tsx';
+
+export interface TuiOptions {
+  readonly stdout: NodeJS.WriteStream;
+  readonly stdin: NodeJS.ReadStream;
+  readonly clock: Pick<Clock, 'now'>;
+  /** What is loading, until `serving()` is called. */
+  readonly loading: string;
+  /** `q` or Ctrl-C. */
+  readonly onQuit: () => void;
+  /** Shortest time between two frames (default 100 ms: at most 10 a second). */
+  readonly frameMs?: number;
+}
+
+const SHOW_CURSOR = '\x1b[?25h';
+
+/**
+ * The ink TUI. It draws what queue events and log lines said (through
+ * LabModel) and owns nothing else: quitting is the caller's business.
+ */
+export class Tui {
+  readonly #options: TuiOptions;
+  readonly #model = new LabModel();
+  readonly #instance: Instance;
+  #serving: Serving | undefined;
+  #status: string | undefined;
+  #version = 0;
+  #unmounted = false;
+  /** A crash must not leave the cursor hidden: ink restores it only when it unmounts. */
+  readonly #restore = () => {
+    if (!this.#unmounted) this.#options.stdout.write(SHOW_CURSOR);
+  };
+
+  constructor(options: TuiOptions) {
+    this.#options = options;
+    this.#instance = render(<Live tui={this} frameMs={options.frameMs ?? 100} />, {
+      stdout: options.stdout,
+      stdin: options.stdin,
+      exitOnCtrlC: false,
+      patchConsole: false,
+      maxFps: 1000 / (options.frameMs ?? 100),
+    });
+    process.once('exit', this.#restore);
+  }
+
+  /** Start showing the jobs of `queue`; returns the unsubscribe. */
+  attach(queue: Queue, serving: Serving): () => void {
+    this.#model.load(queue.list());
+    this.#serving = serving;
+    this.#bump();
+    return queue.subscribe((event) => this.#model.apply(event));
+  }
+
+  /** Log lines go to the message area, not to stdout (that would tear the frame). */
+  readonly log: Log = (subsystem, message) => this.#model.message(this.#options.clock.now(), subsystem, message);
+
+  /** Replace the hint line, e.g. while stopping. */
+  status(text: string): void {
+    this.#status = text;
+    this.#bump();
+  }
+
+  /** Unmount and give the terminal back (cursor shown, raw mode off). */
+  unmount(): void {
+    if (this.#unmounted) return;
+    this.#unmounted = true;
+    process.off('exit', this.#restore);
+    this.#instance.unmount();
+    this.#options.stdout.write(SHOW_CURSOR);
+  }
+
+  /** @internal for the component */
+  frame() {
+    return {
+      version: this.#version + this.#model.version,
+      serving: this.#serving,
+      loading: this.#options.loading,
+      status: this.#status,
+      snapshot: this.#model.snapshot(),
+      now: this.#options.clock.now(),
+      quit: this.#options.onQuit,
+    };
+  }
+
+  #bump(): void {
+    this.#version += 1;
+  }
+}
+
+/** Columns and rows of the terminal, following resizes. */
+function useSize(): { width: number; height: number } {
+  const { stdout } = useStdout();
+  const read = () => ({ width: stdout.columns || 80, height: stdout.rows || 24 });
+  const [size, setSize] = useState(read);
+  useEffect(() => {
+    const onResize = () => setSize(read());
+    stdout.on('resize', onResize);
+    return () => {
+      stdout.off('resize', onResize);
+    };
+  }, [stdout]);
+  return size;
+}
+
+function Live({ tui, frameMs }: { readonly tui: Tui; readonly frameMs: number }) {
+  const size = useSize();
+  const [frame, setFrame] = useState(() => ({ n: 0, ...tui.frame() }));
+  const { isRawModeSupported } = useStdin();
+  useInput(
+    (input, key) => {
+      if (input === 'q' || input === 'Q' || (key.ctrl && input === 'c')) frame.quit();
+    },
+    { isActive: isRawModeSupported === true },
+  );
+  useEffect(() => {
+    // Redraw when something changed, and once a second anyway for the clocks;
+    // never more often than frameMs however many events arrive.
+    let drawnAt = Date.now();
+    let drawn = frame.version;
+    const timer = setInterval(() => {
+      const next = tui.frame();
+      const loading = next.serving === undefined;
+      if (next.version === drawn && !loading && Date.now() - drawnAt < 1000) return;
+      drawn = next.version;
+      drawnAt = Date.now();
+      setFrame((previous) => ({ n: previous.n + 1, ...next }));
+    }, frameMs);
+    return () => clearInterval(timer);
+  }, [tui, frameMs]);
+  return (
+    <Screen
+      serving={frame.serving}
+      loading={frame.loading}
+      snapshot={frame.snapshot}
+      now={frame.now}
+      width={size.width}
+      height={size.height}
+      frame={frame.n}
+      {...(frame.status !== undefined ? { status: frame.status } : {})}
+    />
+  );
+}
