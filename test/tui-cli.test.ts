@@ -194,4 +194,26 @@ describe('the TUI in a real terminal (tmux)', async () => {
     assert.equal(code.trim(), '0');
     assert.equal((await tmux('display-message', '-p', '-t', 'lab', '#{cursor_flag}')).trim(), '1', 'the cursor is still hidden');
   });
+
+  test('a crash with the TUI on screen gives the terminal back: cursor shown, line mode restored', { skip, timeout: 60_000 }, async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'dispatch-tui-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const socket = `dispatch-crash-${process.pid}`;
+    const tmux = (...args: string[]) => run('tmux', ['-L', socket, ...args]).then((r) => r.stdout);
+    t.after(() => tmux('kill-server').catch(() => undefined));
+    const script = join(ROOT, 'test/support/tui-crash.tsx');
+    const command = `cd ${ROOT} && node --import tsx ${script}; echo $? > ${dir}/exit; stty -a > ${dir}/stty; sleep 60`;
+    await tmux('new-session', '-d', '-s', 'crash', '-x', '100', '-y', '30', command);
+    let stty = '';
+    for (const until = Date.now() + 30_000; Date.now() < until && stty === ''; await delay(200)) {
+      stty = await readFile(join(dir, 'stty'), 'utf8').catch(() => '');
+    }
+    assert.equal((await readFile(join(dir, 'exit'), 'utf8')).trim(), '1');
+    const screen = await tmux('capture-pane', '-p', '-t', 'crash');
+    assert.match(screen, /a bug, on purpose/);
+    // Raw mode would show as -icanon -echo.
+    assert.match(stty, /(^|\s)icanon(\s|$)/m);
+    assert.match(stty, /(^|\s)echo(\s|$)/m);
+    assert.equal((await tmux('display-message', '-p', '-t', 'crash', '#{cursor_flag}')).trim(), '1', 'the cursor is still hidden');
+  });
 });
