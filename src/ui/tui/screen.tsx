@@ -62,6 +62,8 @@ function columns(width: number) {
 }
 
 function progress(row: JobRow): string {
+  if (row.state === 'booting') return 'running';
+  if (row.state === 'reported') return 'report in, filing';
   if (row.state !== 'downloading' && row.state !== 'assigned') return '';
   if (row.state === 'assigned') return 'waiting for GET';
   const fraction = row.size > 0 ? row.bytes / row.size : 1;
