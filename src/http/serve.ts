@@ -1,4 +1,4 @@
-import { getRequestListener } from '@hono/node-server';
+import { getRequestListener, RequestError } from '@hono/node-server';
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Hono } from 'hono';
@@ -69,10 +69,24 @@ export interface BindOptions {
 export async function bind(app: Hono<Env>, options: BindOptions): Promise<Bound> {
   const limits: HttpLimits = { ...DEFAULT_LIMITS, ...options.limits };
   const rejected: RejectionLog = options.log ? rejectionLog(options.log) : () => undefined;
-  const handle = getRequestListener(app.fetch);
+  /** The request being handed to the app right now: the adapter's error handler is called synchronously for it. */
+  let current: IncomingMessage | undefined;
+  const handle = getRequestListener(app.fetch, {
+    // The adapter could not make a Request of it (no Host, a target that is no URL).
+    errorHandler: (err) => {
+      const peer = current ? peerOf(current.socket) : 'unknown';
+      if (!(err instanceof RequestError)) {
+        options.log?.('http', `request from ${peer} failed: ${err instanceof Error ? err.message : String(err)}`);
+        return new Response('internal error\n', { status: 500, headers: { 'Content-Type': 'text/plain; charset=UTF-8' } });
+      }
+      const reason = `bad request: ${err.message.toLowerCase()}`;
+      rejected(peer, `${peer} ${current?.method ?? ''} ${loggableTarget(current?.url ?? '')} refused (400): ${reason}`);
+      return new Response(`${reason}\n`, { status: 400, headers: { 'Content-Type': 'text/plain; charset=UTF-8' } });
+    },
+  });
 
-  /** Every open connection, and the answers in progress on each. */
-  const open = new Map<Socket, Set<ServerResponse>>();
+  /** Every open connection: the answers in progress on it, and its latest request. */
+  const open = new Map<Socket, { readonly answers: Set<ServerResponse>; last?: { readonly req: IncomingMessage; readonly res: ServerResponse } }>();
   const perPeer = new Map<string, number>();
   /** Connections over the cap: answered 429 and closing; their requests reach no route. */
   const refused = new WeakSet<Socket>();
@@ -81,15 +95,23 @@ export async function bind(app: Hono<Env>, options: BindOptions): Promise<Bound>
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     const socket = req.socket;
     if (refused.has(socket)) return;
-    const answers = open.get(socket);
-    answers?.add(res);
+    const state = open.get(socket);
+    if (state) {
+      state.answers.add(res);
+      state.last = { req, res };
+    }
     if (closing) res.setHeader('Connection', 'close');
     res.once('finish', () => {
       // Stopping: the connection ends with this answer instead of idling in keep-alive.
       if (closing) socket.end();
     });
-    res.once('close', () => answers?.delete(res));
-    handle(req, res).catch(() => res.destroy());
+    res.once('close', () => state?.answers.delete(res));
+    current = req;
+    try {
+      handle(req, res).catch(() => res.destroy());
+    } finally {
+      current = undefined;
+    }
   };
 
   const server = createServer(
@@ -97,13 +119,15 @@ export async function bind(app: Hono<Env>, options: BindOptions): Promise<Bound>
       headersTimeout: limits.headersTimeoutMs,
       requestTimeout: Math.max(limits.requestTimeoutMs, limits.headersTimeoutMs),
       keepAliveTimeout: limits.keepAliveTimeoutMs,
+      // A missing Host is refused by the adapter, with a reason and a log line, not by Node without either.
+      requireHostHeader: false,
       // Node checks the two timeouts above only this often (default 30 s).
       connectionsCheckingInterval: Math.max(10, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4))),
     },
     onRequest,
   );
   server.setTimeout(limits.idleTimeoutMs, (socket: Socket) => {
-    const answering = (open.get(socket)?.size ?? 0) > 0;
+    const answering = (open.get(socket)?.answers.size ?? 0) > 0;
     if (answering) rejected(peerOf(socket), `${peerOf(socket)} cut: nothing moved on its connection for ${seconds(limits.idleTimeoutMs)}`);
     socket.destroy();
   });
@@ -129,7 +153,7 @@ export async function bind(app: Hono<Env>, options: BindOptions): Promise<Bound>
       return;
     }
     perPeer.set(peer, held + 1);
-    open.set(socket, new Set());
+    open.set(socket, { answers: new Set() });
     socket.once('close', () => {
       open.delete(socket);
       const left = (perPeer.get(peer) ?? 1) - 1;
@@ -140,10 +164,14 @@ export async function bind(app: Hono<Env>, options: BindOptions): Promise<Bound>
 
   // A request Node could not read: malformed, headers too large, too slow.
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    const answers = open.get(socket);
-    const midAnswer = [...(answers ?? [])].some((res) => res.headersSent);
-    if (refused.has(socket) || !socket.writable || midAnswer || err.code === 'ECONNRESET' || err.code === 'EPIPE') {
-      // Gone, already refused, or in the middle of an answer: nothing clean left to say.
+    const state = open.get(socket);
+    const answers = state?.answers ?? new Set<ServerResponse>();
+    const midAnswer = [...answers].some((res) => res.headersSent);
+    // A route may answer before reading the body (417, 413): an error in the
+    // rest of that body belongs to a request already answered.
+    const answered = state?.last !== undefined && !state.last.req.complete && state.last.res.headersSent;
+    if (refused.has(socket) || !socket.writable || midAnswer || answered || err.code === 'ECONNRESET' || err.code === 'EPIPE') {
+      // Gone, already refused, already answered, or in the middle of an answer: nothing clean left to say.
       socket.destroy();
       return;
     }
@@ -152,7 +180,7 @@ export async function bind(app: Hono<Env>, options: BindOptions): Promise<Bound>
     rejected(peer, `${peer} refused (${status}): ${reason}`);
     // An answer already begun by a route (a report whose body stopped coming)
     // is abandoned: this one goes out instead and the connection closes.
-    for (const res of answers ?? []) res.setHeader('Connection', 'close');
+    for (const res of answers) res.setHeader('Connection', 'close');
     answerAndClose(socket, status, reason);
   });
 
@@ -160,8 +188,9 @@ export async function bind(app: Hono<Env>, options: BindOptions): Promise<Bound>
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     const peer = peerOf(req.socket);
     rejected(peer, `${peer} ${req.method} refused (417): unsupported Expect: ${loggableTarget(String(req.headers.expect))}`);
-    res.writeHead(417, { 'Content-Type': 'text/plain; charset=UTF-8', Connection: 'close' });
-    res.end('only Expect: 100-continue is understood\n');
+    const body = 'only Expect: 100-continue is understood\n';
+    res.writeHead(417, { 'Content-Type': 'text/plain; charset=UTF-8', 'Content-Length': String(Buffer.byteLength(body)), Connection: 'close' });
+    res.end(body);
   });
 
   // CONNECT is not ours to serve; Node would drop the connection without a word.
@@ -194,7 +223,7 @@ export async function bind(app: Hono<Env>, options: BindOptions): Promise<Bound>
         });
         // Connections with no answer under way (a request still arriving, or
         // none) have nothing to finish.
-        for (const [socket, answers] of open) {
+        for (const [socket, { answers }] of open) {
           if (answers.size === 0) socket.destroy();
           else for (const res of answers) if (!res.headersSent) res.setHeader('Connection', 'close');
         }
