@@ -126,6 +126,11 @@ export async function bind(app: Hono<Env>, options: BindOptions): Promise<Bound>
     },
     onRequest,
   );
+  // A client that half-closes after its request (nc -N, some scripts) would
+  // otherwise have its request aborted and its answer dropped: a report stored
+  // and never acknowledged, so sent again. Node keeps this switch from the
+  // start (undocumented, off by default): answer, then close.
+  (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   server.setTimeout(limits.idleTimeoutMs, (socket: Socket) => {
     const answering = (open.get(socket)?.answers.size ?? 0) > 0;
     if (answering) rejected(peerOf(socket), `${peerOf(socket)} cut: nothing moved on its connection for ${seconds(limits.idleTimeoutMs)}`);
@@ -191,6 +196,15 @@ export async function bind(app: Hono<Env>, options: BindOptions): Promise<Bound>
     const body = 'only Expect: 100-continue is understood\n';
     res.writeHead(417, { 'Content-Type': 'text/plain; charset=UTF-8', 'Content-Length': String(Buffer.byteLength(body)), Connection: 'close' });
     res.end(body);
+  });
+
+  // No protocol switch is ours to make. Declined by Node instead, an upgrade
+  // request with a body never completes (the parser stops at its end) and
+  // would hold its connection until the request timeout.
+  server.on('upgrade', (req: IncomingMessage, socket: Socket) => {
+    const peer = peerOf(socket);
+    rejected(peer, `${peer} ${req.method} ${loggableTarget(req.url ?? '')} refused (400): protocol upgrade not supported`);
+    answerAndClose(socket, 400, 'protocol upgrade not supported');
   });
 
   // CONNECT is not ours to serve; Node would drop the connection without a word.

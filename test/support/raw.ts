@@ -46,8 +46,7 @@ export function raw(options: RawOptions): Promise<RawOutcome> {
       clearTimeout(timer);
       socket.destroy();
       const data = Buffer.concat(received);
-      const match = /^HTTP\/1\.[01] (\d{3})/.exec(data.subarray(0, 16).toString('latin1'));
-      resolve({ data, status: match ? Number(match[1]) : null, ms: Date.now() - started, end, unsent: total - sent });
+      resolve({ data, status: finalStatus(data), ms: Date.now() - started, end, unsent: total - sent });
     };
     const timer = setTimeout(() => finish('timeout'), options.limitMs);
     socket.on('data', (chunk: Buffer) => {
@@ -73,4 +72,19 @@ export function raw(options: RawOptions): Promise<RawOutcome> {
 /** A request split into single bytes: what a slow-loris client sends. */
 export function bytewise(text: string): string[] {
   return [...text];
+}
+
+/** The status of the first final (not 1xx) answer on a connection, or null when none came. */
+export function finalStatus(data: Buffer): number | null {
+  const text = data.toString('latin1');
+  let at = 0;
+  for (;;) {
+    const match = /^HTTP\/1\.[01] (\d{3})/.exec(text.slice(at, at + 16));
+    if (!match) return null;
+    const status = Number(match[1]);
+    if (status >= 200) return status;
+    const end = text.indexOf('\r\n\r\n', at);
+    if (end === -1) return null;
+    at = end + 4;
+  }
 }
