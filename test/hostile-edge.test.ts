@@ -209,6 +209,15 @@ describe('malformed requests', () => {
     assert.deepEqual((await lab.jobs()).map((j) => j.state), ['unassigned']);
   });
 
+  test('a server repeating a resume it does not hold gets 416 every time, and the log one line', async (t) => {
+    const lab = await startEdgeLab(t, { workloads: { 'a.efi': randomBytes(4096) }, limits: SHORT });
+    for (let i = 0; i < 20; i += 1) {
+      const answer = await raw({ port: lab.port, localAddress: '127.0.0.2', chunks: ['GET /dispatch HTTP/1.1\r\nHost: d\r\nRange: bytes=100-\r\n\r\n'], limitMs: 3_000 });
+      assert.equal(answer.status, 416);
+    }
+    assert.deepEqual(lab.logs, ['http: 127.0.0.2 asked to resume a download it does not hold (bytes=100-)']);
+  });
+
   test('the refusal log: one line per peer per window, a cap for all peers together, and what was left out is counted', () => {
     const lines: string[] = [];
     let now = 0;

@@ -24,7 +24,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
     await next();
   });
 
-  app.get(deps.path, bootRoute(deps));
+  // The boot route logs only its refusals (a resume from a server that holds
+  // nothing), each line starting with the peer: they go through the same
+  // per-peer limit, so a client repeating one cannot flood the log.
+  app.get(deps.path, bootRoute({ ...deps, log: (_subsystem, message) => rejected(message.slice(0, message.indexOf(' ')), message) }));
   app.post(deps.path, bootedRoute(deps));
   app.put(deps.path, ...reportRoute(deps));
   app.all(deps.path, () => {
