@@ -289,7 +289,14 @@ function answerAndClose(socket: Socket, status: number, reason: string, headers:
     'Connection: close',
     ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
   ];
-  if (socket.writable) socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
+  // Keep reading (and dropping) what the client still sends: a socket Node
+  // handed over (upgrade, CONNECT) has no reader of its own.
+  socket.resume();
   const timer = setTimeout(() => socket.destroy(), LINGER_MS);
   timer.unref();
   socket.once('close', () => clearTimeout(timer));
