@@ -60,10 +60,11 @@ describe('slow clients cannot pin a connection', () => {
 
   test('headers trickled byte by byte are answered 408 and the connection closed once the headers timeout passes', async (t) => {
     const lab = await startEdgeLab(t, { workloads: { 'a.efi': randomBytes(4096) }, limits: SHORT });
-    const slow = await raw({ port: lab.port, localAddress: '127.0.0.2', chunks: bytewise(HEAD), gapMs: 50, limitMs: 5_000 });
+    // 38 bytes 100 ms apart: 3.8 s to send, against a 300 ms limit.
+    const slow = await raw({ port: lab.port, localAddress: '127.0.0.2', chunks: bytewise(HEAD), gapMs: 100, limitMs: 5_000 });
     assert.equal(slow.status, 408);
     assert.equal(slow.end, 'closed');
-    assert.ok(slow.ms >= 250 && slow.ms < 1_500, `closed after ${slow.ms} ms`);
+    assert.ok(slow.ms >= 250 && slow.ms < 2_500, `closed after ${slow.ms} ms`);
     assert.ok(slow.unsent > 0, 'cut before the headers were all sent');
     assert.match(bodyOf(slow.data), /^request too slow: headers must arrive within 300 ms/);
     assert.ok(lab.logs.some((l) => l.startsWith('http: 127.0.0.2 refused (408): request too slow')), lab.logs.join('\n'));
@@ -74,13 +75,14 @@ describe('slow clients cannot pin a connection', () => {
     const lab = await startEdgeLab(t, { workloads: { 'a.efi': randomBytes(4096) }, limits: SHORT });
     const silent = await raw({ port: lab.port, localAddress: '127.0.0.2', chunks: [], end: false, limitMs: 5_000 });
     assert.deepEqual([silent.status, silent.end], [408, 'closed']);
-    assert.ok(silent.ms < 1_500, `closed after ${silent.ms} ms`);
+    assert.ok(silent.ms >= 250 && silent.ms < 2_500, `closed after ${silent.ms} ms`);
   });
 
   test('a report body trickled byte by byte is answered 408 once the request timeout passes, and nothing is stored', async (t) => {
     const lab = await startEdgeLab(t, { workloads: { 'a.efi': randomBytes(4096) }, limits: SHORT });
     await boot(lab.origin, '127.0.0.2');
-    const report = JSON.stringify({ title: 'slow' });
+    // 56 bytes 150 ms apart: over 8 s to send, against an 800 ms limit.
+    const report = JSON.stringify({ title: 'slow', body: 'a body that takes eight seconds' });
     const slow = await raw({
       port: lab.port,
       localAddress: '127.0.0.2',
@@ -89,7 +91,7 @@ describe('slow clients cannot pin a connection', () => {
       limitMs: 5_000,
     });
     assert.equal(slow.status, 408);
-    assert.ok(slow.ms >= 700 && slow.ms < 2_500, `closed after ${slow.ms} ms`);
+    assert.ok(slow.ms >= 700 && slow.ms < 4_000, `closed after ${slow.ms} ms`);
     assert.ok(slow.unsent > 0);
     assert.equal((await lab.jobs())[0]!.state, 'booting', 'no report reached the job');
   });
@@ -303,8 +305,9 @@ describe('graceful stop', () => {
 
     const stopAt = Date.now();
     const closing = lab.bound.close(10_000);
-    assert.ok((await idleClosed) - stopAt < 300, 'the idle connection closed at once');
-    assert.ok((await lorisClosed) - stopAt < 300, 'the half-sent request closed at once');
+    // "At once" against a grace of 10 s; generous for a loaded machine.
+    assert.ok((await idleClosed) - stopAt < 1_000, 'the idle connection closed at once');
+    assert.ok((await lorisClosed) - stopAt < 1_000, 'the half-sent request closed at once');
     await assert.rejects(
       raw({ port: lab.port, localAddress: '127.0.0.5', chunks: [HEAD], limitMs: 1_000 }).then((r) => {
         if (r.status === null) throw new Error('refused');
