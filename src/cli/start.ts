@@ -84,7 +84,7 @@ export async function startDispatch(config: Config, deps: StartDeps): Promise<Ru
   const app = createApp({ queue, reports: reporter, path: config.path, maxReportBytes: config.maxReportBytes, poweroff, log });
   let bound;
   try {
-    bound = await bind(app, { host: config.host, port: config.port });
+    bound = await bind(app, { host: config.host, port: config.port, log });
   } catch (err) {
     queue.stop();
     cache?.close();
@@ -112,7 +112,7 @@ export async function startDispatch(config: Config, deps: StartDeps): Promise<Ru
     cache,
     close: async () => {
       await advertiser?.stop();
-      await bound.close();
+      await bound.close(stopGraceMs);
       queue.stop();
       cache?.close();
       await reporter.stop(stopGraceMs);

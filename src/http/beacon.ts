@@ -3,17 +3,22 @@ import { bodyLimit } from 'hono/body-limit';
 import { parseReport } from '../report/index.ts';
 import type { AppDeps, Env } from './deps.ts';
 import { peerAddress } from './peer.ts';
+import { Rejection } from './rejection.ts';
+
+/** The server a beacon request comes from; refused when the transport does not say. */
+function serverOf(c: Context<Env>): string {
+  const ip = peerAddress(c);
+  if (ip === undefined) throw new Rejection(400, 'cannot tell which server this is');
+  return ip;
+}
 
 /** POST: `beacon boot`. The server's downloaded job is now running. */
 export function bootedRoute(deps: AppDeps) {
   return (c: Context<Env>) => {
-    const ip = peerAddress(c);
-    if (ip === undefined) return c.text('cannot tell which server this is\n', 400);
+    const ip = serverOf(c);
     const job = deps.queue.boot(ip);
-    if (!job) {
-      deps.log('http', `${ip} POST refused (417): no downloaded job`);
-      return c.text(`no workload is booting on ${ip}\n`, 417);
-    }
+    // beacon reads 417 as "not this dispatch" and tries its next candidate.
+    if (!job) throw new Rejection(417, `no workload is booting on ${ip}`);
     return c.text(`booting ${job.name}\n`, 200);
   };
 }
@@ -25,12 +30,8 @@ export function bootedRoute(deps: AppDeps) {
  */
 export function reportRoute(deps: AppDeps) {
   const target = async (c: Context<Env>, next: Next) => {
-    const ip = peerAddress(c);
-    if (ip === undefined) return c.text('cannot tell which server this is\n', 400);
-    if (deps.queue.reportTarget(ip) === undefined) {
-      deps.log('http', `${ip} PUT refused (417): no job to report for`);
-      return c.text(`no job on ${ip} to report for\n`, 417);
-    }
+    const ip = serverOf(c);
+    if (deps.queue.reportTarget(ip) === undefined) throw new Rejection(417, `no job on ${ip} to report for`);
     await next();
     return undefined;
   };
@@ -46,21 +47,17 @@ export function reportRoute(deps: AppDeps) {
   };
   const limit = bodyLimit({
     maxSize: deps.maxReportBytes,
-    onError: (c) => {
-      deps.log('http', `${peerAddress(c) ?? 'unknown'} PUT refused (413): report over ${deps.maxReportBytes} bytes`);
-      return c.text(`report too large: the limit is ${deps.maxReportBytes} bytes\n`, 413);
+    onError: () => {
+      throw new Rejection(413, `report too large: the limit is ${deps.maxReportBytes} bytes`);
     },
   });
   const store = async (c: Context<Env>) => {
     const ip = peerAddress(c)!;
     const parsed = parseReport(await c.req.text());
-    if (!parsed.ok) {
-      deps.log('http', `${ip} sent a bad report: ${parsed.reason}`);
-      return c.text(`${parsed.reason}\n`, 400);
-    }
+    if (!parsed.ok) throw new Rejection(400, parsed.reason);
     // Looked up again: the job may have moved on while the body was arriving.
     const id = deps.queue.reportTarget(ip);
-    if (id === undefined) return c.text(`no job on ${ip} to report for\n`, 417);
+    if (id === undefined) throw new Rejection(417, `no job on ${ip} to report for`);
     await deps.reports.submit(id, parsed.value);
     return c.text('report stored\n', 200);
   };

@@ -19,6 +19,14 @@ export interface RequestMatch {
   readonly server?: ServerName;
   /** How many requests the rule takes (default 1; `Infinity` for all). */
   readonly times?: number;
+  /**
+   * Take each matching request only with this probability (default 1): a
+   * GitHub that fails some of the time. A request passed over goes on to the
+   * next rule, then to GitHub.
+   */
+  readonly chance?: number;
+  /** Where the chance comes from, in [0, 1): give a seeded one for a run that repeats (default Math.random). */
+  readonly random?: () => number;
 }
 
 export type FaultAction =
@@ -79,9 +87,9 @@ export class Rule implements Hold {
     if ((this.match.server ?? 'api') !== server) return false;
     if (this.match.method && this.match.method.toUpperCase() !== method.toUpperCase()) return false;
     const p = this.match.path;
-    if (p === undefined) return true;
-    if (p instanceof RegExp) return p.test(pathAndQuery);
-    return globToRegExp(p).test(path);
+    const matched = p === undefined || (p instanceof RegExp ? p.test(pathAndQuery) : globToRegExp(p).test(path));
+    if (!matched) return false;
+    return this.match.chance === undefined || (this.match.random ?? Math.random)() < this.match.chance;
   }
 
   take(): void {
