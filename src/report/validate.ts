@@ -3,18 +3,20 @@ import type { Report } from './types.ts';
 export type Validated<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly reason: string };
 
 /**
- * What a report may hold. Title, label and list limits are GitHub's own (an
- * issue title stops at 256 characters, a label name at 50, an issue takes 100
- * labels and 10 assignees, a login has at most 39 characters): a report over
- * them could never be filed as sent, so the workload hears so now, while it
- * can still say it differently, rather than an issue coming out mangled.
+ * What a report may hold. The title and the label count are GitHub's own
+ * limits (an issue title stops at 256 characters, an issue takes 100
+ * labels): a report over them could never be filed as sent, so the workload
+ * hears so now, while it can still say it differently. Label names, logins
+ * and the milestone are only bounded: one GitHub refuses (a label over 50
+ * characters, an unknown login) is dropped when filing and the issue says so
+ * (DESIGN §6), so the rest of the report is never lost over it.
  */
 export const REPORT_LIMITS = {
   titleChars: 256,
   labels: 100,
-  labelChars: 50,
-  assignees: 10,
-  assigneeChars: 39,
+  labelChars: 256,
+  assignees: 100,
+  assigneeChars: 256,
   milestoneChars: 256,
   /** A report is two levels deep; unknown fields may nest a little, never this far. */
   depth: 32,
