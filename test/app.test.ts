@@ -170,6 +170,33 @@ describe('monitoring API in process', () => {
     assert.match(String(jobs[0]!.since), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
   });
 
+  test('/metrics counts jobs by state in Prometheus text', async () => {
+    const { from } = setup();
+    await from('10.0.0.5')('/dispatch', { method: 'HEAD' });
+    const response = await from('10.0.0.9')('/metrics');
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get('content-type'), 'text/plain; version=0.0.4; charset=utf-8');
+    const text = await response.text();
+    assert.match(text, /^# TYPE dispatch_jobs gauge$/m);
+    assert.match(text, /^dispatch_jobs\{state="assigned"\} 1$/m);
+    assert.match(text, /^dispatch_jobs\{state="unassigned"\} 1$/m);
+    assert.match(text, /^dispatch_jobs\{state="failed"\} 0$/m);
+    assert.match(text, /^dispatch_download_attempts_total 0$/m);
+    // Every sample line is `name{labels} value` or `name value`.
+    for (const line of text.trimEnd().split('\n')) assert.match(line, /^(# (HELP|TYPE) .+|[a-z_]+(\{state="[a-z]+"\})? \d+)$/);
+  });
+
+  test('/ is a live page that reads /api/jobs and inserts job text as text', async () => {
+    const { from } = setup();
+    const response = await from('10.0.0.9')('/');
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get('content-type') ?? '', /^text\/html/);
+    const html = await response.text();
+    assert.match(html, /fetch\('\/api\/jobs'/);
+    assert.doesNotMatch(html, /innerHTML|<script src|<link /);
+    assert.equal((await from('10.0.0.9')('/', { method: 'POST' })).status, 405);
+  });
+
   test('/api/jobs allows only GET and HEAD', async () => {
     const { from } = setup();
     const response = await from('10.0.0.9')('/api/jobs', { method: 'POST' });

@@ -1,8 +1,9 @@
 import { Hono, type Context } from 'hono';
-import { jobsRoute } from './api.ts';
+import { jobsRoute, metricsRoute } from './api.ts';
 import { bootedRoute, reportRoute } from './beacon.ts';
 import { bootRoute } from './boot.ts';
 import type { AppDeps, Env } from './deps.ts';
+import { LIVE_PAGE } from './page.ts';
 import { peerAddress } from './peer.ts';
 import { Rejection, rejectionLog } from './rejection.ts';
 import { loggableTarget, spelledPath } from './target.ts';
@@ -38,6 +39,17 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.all('/api/jobs', () => {
     throw new Rejection(405, 'method not allowed', { Allow: 'GET, HEAD' });
   });
+  app.get('/metrics', metricsRoute(deps));
+  app.all('/metrics', () => {
+    throw new Rejection(405, 'method not allowed', { Allow: 'GET, HEAD' });
+  });
+  // The protocol path wins if it was set to `/`.
+  if (deps.path !== '/') {
+    app.get('/', (c) => c.html(LIVE_PAGE, 200, { 'Cache-Control': 'no-store' }));
+    app.all('/', () => {
+      throw new Rejection(405, 'method not allowed', { Allow: 'GET, HEAD' });
+    });
+  }
 
   // The one place a refusal becomes an answer and a log line.
   const refuse = (c: Context<Env>, rejection: Rejection) => {
