@@ -1,3 +1,3 @@
-export { Queue, type Claim, type JobView, type QueueEvent, type QueueOptions, type TimelineEntry, type Transfer } from './queue.ts';
+export { Queue, type Accepted, type Claim, type JobView, type QueueEvent, type QueueOptions, type QueueState, type SavedJob, type TimelineEntry, type Transfer } from './queue.ts';
 export type { JobState } from './machine.ts';
 export { systemClock, type Clock } from './clock.ts';
