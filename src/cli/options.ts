@@ -30,6 +30,10 @@ export interface Config {
   readonly maxReportBytes: number;
   readonly downloadTimeoutMs: number;
   readonly filters: readonly string[];
+  /** Rule 4: a job Booting this long fails (--run-timeout; default 60 min). */
+  readonly runTimeoutMs?: number;
+  /** Continue the saved run of the same source (--resume) instead of starting afresh. */
+  readonly resume?: boolean;
 }
 
 export { InfoExit, UsageError };
@@ -88,6 +92,8 @@ export function buildProgram(version: string, io: ParseIo, onVm: (config: VmConf
     .addOption(new Option('--no-mdns', 'do not advertise this dispatch on mDNS (_dispatch._tcp)'))
     .addOption(new Option('--max-report-bytes <size>', 'largest report accepted (bytes, KiB, MiB)').default('10MiB').argParser(using(parseBytes)))
     .addOption(new Option('--download-timeout <duration>', 'give a job back to the pool after this long without download progress').default('5m').argParser(using(parseDuration)))
+    .addOption(new Option('--run-timeout <duration>', 'fail a job whose workload has not reported this long after `beacon boot`').default('60m').argParser(using(parseDuration)))
+    .addOption(new Option('--resume', 'continue the run saved in --state-dir for the same release or directory (else start afresh)'))
 
     // Without an action of its own, a program with subcommands treats filters as unknown commands.
     .action(() => undefined);
@@ -140,6 +146,8 @@ export function parseCommandLine(argv: readonly string[], version: string, io: P
     mdns: boolean;
     maxReportBytes: number | string;
     downloadTimeout: number | string;
+    runTimeout: number | string;
+    resume?: boolean;
   }>();
   // Defaults are given as text so --help shows them as typed; parse them here.
   const bind = typeof opts.bind === 'string' ? parseBind(opts.bind) : opts.bind;
@@ -172,6 +180,8 @@ export function parseCommandLine(argv: readonly string[], version: string, io: P
     maxReportBytes: typeof opts.maxReportBytes === 'string' ? parseBytes(opts.maxReportBytes) : opts.maxReportBytes,
     downloadTimeoutMs: typeof opts.downloadTimeout === 'string' ? parseDuration(opts.downloadTimeout) : opts.downloadTimeout,
     filters: program.processedArgs[0] as string[],
+    runTimeoutMs: typeof opts.runTimeout === 'string' ? parseDuration(opts.runTimeout) : opts.runTimeout,
+    resume: opts.resume === true,
   };
   return { command: 'serve', config };
 }

@@ -6,7 +6,7 @@ import { peerAddress } from './peer.ts';
 
 /** POST: `beacon boot`. The server's downloaded job is now running. */
 export function bootedRoute(deps: AppDeps) {
-  return (c: Context<Env>) => {
+  return async (c: Context<Env>) => {
     const ip = peerAddress(c);
     if (ip === undefined) return c.text('cannot tell which server this is\n', 400);
     const job = deps.queue.boot(ip);
@@ -14,6 +14,8 @@ export function bootedRoute(deps: AppDeps) {
       deps.log('http', `${ip} POST refused (417): no downloaded job`);
       return c.text(`no workload is booting on ${ip}\n`, 417);
     }
+    // The 200 promises the job is Booting: a restart must find it so (a failed save is a 500, and beacon tries again).
+    await deps.persisted?.();
     return c.text(`booting ${job.name}\n`, 200);
   };
 }

@@ -395,8 +395,10 @@ export class Queue {
    */
   reportAccepted(id: number, title: string, key?: string): Accepted {
     const job = this.#jobs[id]!;
-    const { state, ip } = this.#context(job);
+    const { state, ip, timedOut } = this.#context(job);
     if (key !== undefined && job.unfiled.includes(key)) return { late: state === 'failed' };
+    // Only a restart squaring a stored report with the queue can ask this of a job that takes no reports.
+    if (!(state === 'booting' || state === 'reported' || state === 'finished' || (state === 'failed' && timedOut))) return { late: false };
     job.unfiled.push(key ?? `#${job.unfiled.length}`);
     if (state === 'failed') {
       this.#note(job, `late report accepted (after the run timeout): ${JSON.stringify(title)}`, ip);
