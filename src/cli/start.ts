@@ -146,9 +146,9 @@ export async function startDispatch(config: Config, deps: StartDeps): Promise<Ru
 
 /**
  * What this run is of, for --resume: the source (GitHub API host without the
- * port, owner, repo and tag; or the directory's absolute path), where its
- * reports go, and each workload's fingerprint (asset id and updated_at; file
- * name, size and mtime).
+ * port, owner, repo and tag; or the directory's absolute path) keys the
+ * folder; where its reports go, the filters and each workload's fingerprint
+ * (asset id and updated_at; file name, size and mtime) must match too.
  */
 function sourceIdentity(config: Config, github: GitHub | undefined, workloads: readonly Workload[]): SourceIdentity {
   const host = (apiUrl: string) => new URL(apiUrl).hostname;
@@ -156,8 +156,8 @@ function sourceIdentity(config: Config, github: GitHub | undefined, workloads: r
     ? `release ${config.github.tag} of ${config.github.owner}/${config.github.repo} on ${host(github.apiUrl)}`
     : `directory ${resolve(config.dir ?? '.')}`;
   const to = github ? `issues of ${github.owner}/${github.repo} on ${host(github.apiUrl)}` : `files in ${resolve(config.reports)}`;
-  const filters = config.filters.length > 0 ? ` (filters ${config.filters.map((f) => JSON.stringify(f)).join(', ')})` : '';
-  return { where: `${from}${filters}, reports to ${to}`, items: workloads.map((w) => w.fingerprint ?? `${w.name} ${w.size} bytes`) };
+  const filters = config.filters.length > 0 ? config.filters.map((f) => JSON.stringify(f)).join(', ') : 'none';
+  return { where: from, items: [`reports: ${to}`, `filters: ${filters}`, ...workloads.map((w) => w.fingerprint ?? `${w.name} ${w.size} bytes`)] };
 }
 
 /** The saved run to continue, checked to be this one; undefined (said in the log) when there is none. */
