@@ -222,22 +222,33 @@ describe('saved and restored (--resume)', () => {
     assert.equal(after.job('c.efi').state, 'failed');
   });
 
-  test('assigned and downloading jobs go back to the pool, first in line by name', () => {
+  test('assigned and downloading jobs stay their servers’ for a fresh download timeout, then go back to the pool first in line', () => {
     const lab = setup();
     lab.queue.claim('10.0.0.1', 'HEAD'); // a assigned
     const b = lab.queue.claim('10.0.0.2', 'GET'); // b downloading
     if (b.kind !== 'job') throw new Error('expected a job');
     lab.queue.beginTransfer(b.id, '10.0.0.2', { reachesEnd: true }).end(false);
+    lab.clock.increment(DOWNLOAD - 1_000);
     const saved = throughDisk(lab.queue.persist());
     lab.queue.stop();
     const after = setup({ restore: saved, clock: lab.clock });
-    assert.equal(after.job('a.efi').state, 'unassigned');
-    assert.equal(after.job('b.efi').state, 'unassigned');
-    assert.equal(after.job('b.efi').ip, null);
+    assert.equal(after.job('a.efi').state, 'assigned');
+    assert.equal(after.job('b.efi').state, 'downloading');
     assert.equal(after.job('b.efi').broken, 1, 'its count of broken transfers is kept');
-    assert.ok(after.job('b.efi').timeline.some((t) => /back to the pool: dispatch restarted/.test(t.what)));
-    assert.deepEqual(after.queue.claimRange('10.0.0.2'), { kind: 'none' }, 'the old holder has nothing to resume');
-    const first = after.queue.claim('10.0.0.5', 'HEAD');
+    assert.ok(after.job('b.efi').timeline.some((t) => /dispatch restarted: still 10\.0\.0\.2's until the download timeout/.test(t.what)));
+    // Rule 1 across the restart: a Range resume and a retried HEAD get the same bytes.
+    const range = after.queue.claimRange('10.0.0.2');
+    assert.equal(range.kind === 'job' && range.workload.name, 'b.efi');
+    assert.equal(after.queue.claim('10.0.0.1', 'GET').kind === 'job' && after.job('a.efi').ip, '10.0.0.1');
+    const fresh = setup({ restore: saved, clock: lab.clock });
+    lab.clock.increment(DOWNLOAD - 1);
+    assert.equal(fresh.job('a.efi').state, 'assigned', 'the timeout counts afresh from the restart');
+    lab.clock.increment(1);
+    assert.equal(fresh.job('a.efi').state, 'unassigned');
+    assert.equal(fresh.job('b.efi').state, 'unassigned');
+    assert.equal(fresh.job('b.efi').ip, null);
+    assert.deepEqual(fresh.queue.claimRange('10.0.0.2'), { kind: 'none' }, 'the old holder has nothing to resume');
+    const first = fresh.queue.claim('10.0.0.5', 'HEAD');
     assert.equal(first.kind === 'job' && first.workload.name, 'a.efi');
   });
 

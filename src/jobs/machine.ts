@@ -36,8 +36,10 @@ export type JobEvent =
   | { type: 'fail'; reason: string }
   /**
    * The job was restored from a saved run: timers are not in a persisted
-   * snapshot, so a booting job re-arms its run timeout (what is left of it)
-   * and a job a server was fetching goes back to the pool.
+   * snapshot, so they are armed again. A booting job gets what is left of
+   * its run timeout; a job a server was fetching stays that server's (its
+   * firmware's retry, or its Range resume, must get the same bytes) for a
+   * fresh download timeout, then goes back to the pool as rule 2 says.
    */
   | { type: 'resume' };
 
@@ -94,7 +96,7 @@ export const jobMachine = setup({
       after: { downloadTimeout: { target: 'unassigned', actions: 'release' } },
       on: {
         'download.start': { target: 'downloading', actions: 'startTransfer' },
-        resume: { target: 'unassigned', actions: 'release' },
+        resume: { target: 'assigned', reenter: true },
       },
     },
     downloading: {
@@ -109,7 +111,7 @@ export const jobMachine = setup({
           { actions: 'countBroken' },
         ],
         boot: { target: 'booting', actions: { type: 'markBooted', params: ({ event }) => ({ at: event.at }) } },
-        resume: { target: 'unassigned', actions: 'release' },
+        resume: { target: 'downloading', reenter: true },
       },
     },
     booting: {

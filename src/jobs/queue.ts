@@ -213,12 +213,15 @@ export class Queue {
     for (const [ip, id] of saved.held) if (this.#jobs[id]) this.#byIp.set(ip, this.#jobs[id]);
     for (const ip of saved.poweredOff) this.#poweredOff.add(ip);
     // Timers are not in a snapshot: booting jobs re-arm what is left of their
-    // run timeout; jobs being fetched go back to the pool (their servers'
-    // transfers died with the old process).
+    // run timeout. A job being fetched stays its server's for one more
+    // download timeout: the firmware retries, or resumes with a Range, and
+    // must get the same bytes HEAD announced (rule 1); if it never comes
+    // back, rule 2 puts the job back in the pool.
     for (const job of this.#jobs) {
       const { state, ip } = this.#context(job);
       if (state === 'assigned' || state === 'downloading') {
-        this.#send(job, { type: 'resume' }, `back to the pool: dispatch restarted while ${ip ?? 'a server'} was fetching it`, ip);
+        this.#note(job, `dispatch restarted: still ${ip ?? 'its server'}'s until the download timeout, for its firmware to retry`, ip);
+        job.actor.send({ type: 'resume' });
       } else if (state === 'booting') {
         this.#note(job, 'dispatch restarted: still booting; the run timeout counts from the first boot', ip);
         job.actor.send({ type: 'resume' });

@@ -55,6 +55,8 @@ export interface BootPlan {
   readonly reports?: readonly ReportBody[] | ((boot: { readonly ip: string; readonly index: number; readonly workload: Seen }) => readonly ReportBody[]);
   /** The server dies here and never comes back (power cut, hang). */
   readonly crash?: 'after-head' | 'after-download' | 'after-boot';
+  /** The workload runs this long between `beacon boot` and its reports (default 0). */
+  readonly runMs?: number;
 }
 
 /** One server's script: `boots[i]` for its i-th boot, then `then` for every later one. */
@@ -82,6 +84,20 @@ export interface FleetOptions {
   readonly firmwareRetries?: number;
   /** Pause between firmware retries (default 200 ms; EDK2 waits 2 s). */
   readonly retryDelayMs?: number;
+  /**
+   * A boot whose HEAD or GET fails in transport (dispatch away: refused,
+   * reset mid-body) starts over from HEAD after `retryDelayMs`, as the boot
+   * manager retries a failed HTTP boot, up to this many times per boot
+   * (default 0: the server stops with an error).
+   */
+  readonly rebootOnError?: number;
+  /**
+   * `beacon boot` and `beacon report` are sent again after `retryDelayMs`
+   * when they fail in transport, up to this many times (default 0). A
+   * report sent again gets ` (retry N)` on its title, so each copy can be
+   * told apart when counting what was filed.
+   */
+  readonly beaconRetries?: number;
   readonly signal?: AbortSignal;
 }
 
@@ -127,6 +143,8 @@ export interface ServerLog {
   readonly requests: RequestRecord[];
   readonly boots: BootRecord[];
   stopped: StopReason;
+  /** Boots started over from HEAD because the firmware's request failed in transport (rebootOnError). */
+  restarts: number;
   /** Why it stopped, when it was an error. */
   error?: string;
   /** Protocol rules the answers broke (length or type mismatch, bad ranges, …). */
@@ -172,6 +190,8 @@ export async function runFleet(options: FleetOptions): Promise<FleetLog> {
         maxBoots: options.maxBoots ?? 100,
         retries: options.firmwareRetries ?? 0,
         retryDelayMs: options.retryDelayMs ?? 200,
+        rebootOnError: options.rebootOnError ?? 0,
+        beaconRetries: options.beaconRetries ?? 0,
         signal,
         started,
       }).run(),
@@ -213,6 +233,8 @@ interface ServerContext {
   readonly maxBoots: number;
   readonly retries: number;
   readonly retryDelayMs: number;
+  readonly rebootOnError: number;
+  readonly beaconRetries: number;
   readonly signal: AbortSignal;
   readonly started: number;
 }
@@ -233,7 +255,7 @@ class SimulatedServer {
     readonly plan: ServerPlan,
     readonly ctx: ServerContext,
   ) {
-    this.#log = { ip, requests: [], boots: [], stopped: 'max-boots', violations: [] };
+    this.#log = { ip, requests: [], boots: [], stopped: 'max-boots', restarts: 0, violations: [] };
   }
 
   async run(): Promise<ServerLog> {
@@ -261,14 +283,24 @@ class SimulatedServer {
   }
 
   async #boot(index: number, plan: BootPlan): Promise<void> {
-    // A reboot: whatever the previous boot left open is gone, as on real hardware.
-    const firmware = new http.Agent({ keepAlive: true, maxSockets: 1 });
-    const workload = new http.Agent({ keepAlive: true, maxSockets: 1 });
-    try {
-      await this.#bootWith(index, plan, firmware, workload);
-    } finally {
-      firmware.destroy();
-      workload.destroy();
+    for (let restarts = 0; ; restarts += 1) {
+      // A reboot: whatever the previous boot left open is gone, as on real hardware.
+      const firmware = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      const workload = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      const recorded = this.#log.boots.length;
+      try {
+        await this.#bootWith(index, plan, firmware, workload);
+        return;
+      } catch (err) {
+        // Stop ends the script; anything else here is the firmware's HEAD or GET failing in transport.
+        if (err instanceof Stop || restarts >= this.ctx.rebootOnError) throw err;
+        this.#log.boots.splice(recorded);
+        this.#log.restarts += 1;
+        await this.#pause(this.ctx.retryDelayMs);
+      } finally {
+        firmware.destroy();
+        workload.destroy();
+      }
     }
   }
 
@@ -307,8 +339,9 @@ class SimulatedServer {
     if (plan.crash === 'after-download') this.#crash(boot, plan.crash);
 
     // The workload runs: beacon talks over its own connection, as a booted OS would.
-    for (let n = 0; n < (plan.beacons ?? 1); n += 1) boot.beacons.push(await this.#beacon('POST', beacon));
+    for (let n = 0; n < (plan.beacons ?? 1); n += 1) boot.beacons.push(await this.#beaconRetried('POST', beacon));
     if (plan.crash === 'after-boot') this.#crash(boot, plan.crash);
+    if (plan.runMs) await this.#pause(plan.runMs);
     for (const text of plan.garbage ?? []) boot.garbage.push(await this.#beacon('PUT', beacon, text));
     if (plan.oversized !== undefined) boot.oversized = await this.#beacon('PUT', beacon, oversizedReport(plan.oversized));
     const reports =
@@ -316,7 +349,22 @@ class SimulatedServer {
         ? plan.reports({ ip: this.ip, index, workload: boot.workload })
         : (plan.reports ?? [{ title: `boot ${index} on ${this.ip}`, body: `sha256 ${boot.workload.sha256}\n`, labels: ['fleet'] }]);
     for (const report of reports) {
-      boot.reports.push({ title: report.title, status: await this.#beacon('PUT', beacon, JSON.stringify(report)) });
+      for (let attempt = 0; ; attempt += 1) {
+        const title = attempt === 0 ? report.title : `${report.title} (retry ${attempt})`;
+        const status = await this.#beacon('PUT', beacon, JSON.stringify({ ...report, title }));
+        boot.reports.push({ title, status });
+        if (status !== null || attempt >= this.ctx.beaconRetries) break;
+        await this.#pause(this.ctx.retryDelayMs);
+      }
+    }
+  }
+
+  /** `beacon boot`, sent again while dispatch cannot be reached (beaconRetries). */
+  async #beaconRetried(method: 'POST', agent: http.Agent): Promise<number | null> {
+    for (let attempt = 0; ; attempt += 1) {
+      const status = await this.#beacon(method, agent);
+      if (status !== null || attempt >= this.ctx.beaconRetries) return status;
+      await this.#pause(this.ctx.retryDelayMs);
     }
   }
 
