@@ -5,7 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { describe, test } from 'node:test';
+import { SimulatedClock } from 'xstate';
+import { Queue, type QueueState } from '../src/jobs/index.ts';
+import { Reporter, type Filing, type ReportSink, type StoredFiling } from '../src/report/index.ts';
 import { StateError, StateWriter } from '../src/store/index.ts';
+import { fakeWorkload } from './support/workloads.ts';
 import { splitReport, startLab } from './fleet/lab.ts';
 import { OWNER, REPO, startGitHubLab, TAG } from './support/github-lab.ts';
 
@@ -165,6 +169,25 @@ describe('--resume in process', () => {
     assert.equal(b.ip, s2.ip);
   });
 
+  test('a run timeout that ran out while dispatch was down fails the job once, and the late report is still linked', async (t) => {
+    const lab = await startGitHubLab(t, { setup: release, runTimeoutMs: 1_000 });
+    const server = lab.server(0);
+    await server.head();
+    await server.get();
+    assert.equal((await server.post()).status, 200);
+    await lab.restart({ resume: true, downMs: 1_500 });
+    await lab.until('a failed', async () => (await lab.job('a.efi')).reports.length === 1, 5_000);
+    const job = await lab.job('a.efi');
+    assert.equal(job.state, 'failed');
+    assert.equal(job.reason, 'timed out after 1s');
+    assert.equal((await server.put({ title: 'late after restart' })).status, 200);
+    await lab.until('the late report filed', async () => (await lab.job('a.efi')).reports.length === 2);
+    await delay(300);
+    const failures = lab.fake.issues(FULL).filter((i) => / failed on /.test(i.title));
+    assert.equal(failures.length, 1, 'one failure issue');
+    await lab.until('the link on the failure', () => lab.fake.comments(FULL, failures[0]!.number).length === 1);
+  });
+
   test('without --resume the run starts afresh, but reports an earlier run stored are still filed', async (t) => {
     const lab = await startGitHubLab(t, { setup: release });
     const s1 = lab.server(0);
@@ -223,5 +246,48 @@ describe('state writer', () => {
     broken = false;
     await writer.flush();
     assert.ok((await stat(writer.path)).isFile());
+  });
+});
+
+describe('reporter after a restart', () => {
+  test('a run timeout that fires while the outbox is being read is filed once, not again as a missing failure', async () => {
+    const clock = new SimulatedClock();
+    clock.set(1_700_000_000_000);
+    const options = { clock, downloadTimeoutMs: 60_000, runTimeoutMs: 1_000, run: 'r1' };
+    const before = new Queue([fakeWorkload('a.efi')], options);
+    before.claim('10.0.0.1', 'GET');
+    before.beginTransfer(0, '10.0.0.1', { reachesEnd: true }).end(true);
+    before.boot('10.0.0.1');
+    const saved = JSON.parse(JSON.stringify(before.persist())) as QueueState;
+    before.stop();
+    clock.increment(5_000);
+    const queue = new Queue([fakeWorkload('a.efi')], { ...options, restore: saved });
+    const stores: Filing[] = [];
+    let outboxRead!: () => void;
+    const storing: Array<() => void> = [];
+    const storeDone = () => storing.splice(0).forEach((resolve) => resolve());
+    const sink: ReportSink = {
+      description: 'fake',
+      recover: () => new Promise<StoredFiling[]>((resolve) => (outboxRead = () => resolve([]))),
+      store: async (filing) => {
+        stores.push(filing);
+        await new Promise<void>((resolve) => storing.push(resolve));
+        return { filing, ref: `stored-${stores.length}` };
+      },
+      file: async (stored) => `filed-${stored.ref}`,
+    };
+    const reporter = new Reporter({ queue, sink, clock, log: () => undefined });
+    const recovering = reporter.recover();
+    clock.increment(0); // the timeout left is 0: it fires now, while the outbox is read
+    assert.equal(queue.get(0)!.state, 'failed');
+    assert.equal(stores.length, 1, 'its failure is being stored');
+    outboxRead();
+    await recovering;
+    storeDone();
+    await delay(10);
+    storeDone();
+    await reporter.idle();
+    assert.equal(stores.filter((f) => f.kind === 'failure').length, 1, 'stored once');
+    assert.deepEqual(queue.failure(0), { key: 'stored-1', ref: 'filed-stored-1' });
   });
 });

@@ -93,7 +93,8 @@ export class Reporter {
         const ref = (await sink.whereFiled?.(key)) ?? key;
         queue.reportFiled(job.id, ref, key);
       }
-      if (job.state !== 'failed') continue;
+      // A failure being filed right now (a run timeout that ran out while the process was down) is not missing.
+      if (job.state !== 'failed' || this.#failures.has(job.id)) continue;
       const failure = queue.failure(job.id);
       if (failure.key === null) {
         // Failed just before the restart, failure never stored: file it now.

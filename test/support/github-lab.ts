@@ -139,9 +139,10 @@ export async function startGitHubLab(t: Cleanup, options: GitHubLabOptions) {
    * Stop this dispatch and start another on the same state directory (on a
    * port of its own): what a restart after a crash or a stop finds.
    */
-  const restart = async (extra: { readonly resume?: boolean } = {}): Promise<Running> => {
+  const restart = async (extra: { readonly resume?: boolean; readonly downMs?: number } = {}): Promise<Running> => {
     await running?.close();
-    running = await start(extra);
+    if (extra.downMs) await delay(extra.downMs);
+    running = await start(extra.resume === undefined ? {} : { resume: extra.resume });
     return running;
   };
 
