@@ -133,15 +133,9 @@ const PROGRESS_EVENT_MS = 200;
  * Pure: no sockets, no files; time comes from the injected clock. HTTP calls
  * in, the UI and the reporters subscribe to its events.
  */
-/** 5400000 → 90m: the run timeout as a failure reason says it. */
-function humanise(ms: number): string {
-  for (const [unit, size] of [['h', 3_600_000], ['m', 60_000], ['s', 1_000]] as const) {
-    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
-  }
-  return `${ms}ms`;
-}
-
 export class Queue {
+  /** This run's name: saved with its state and carried by its reports. */
+  readonly run: string;
   readonly #clock: Clock;
   readonly #maxTimeline: number;
   readonly #progressEveryMs: number;
@@ -230,9 +224,6 @@ export class Queue {
       }
     }
   }
-
-  /** This run's name: saved with its state and carried by its reports. */
-  readonly run: string;
 
   /** Listen for changes worth saving (every transition; never mere progress). */
   onChange(listener: () => void): () => void {
@@ -502,7 +493,7 @@ export class Queue {
     job.state = state;
     job.since = this.#clock.now();
     if (state === 'unassigned' && (from === 'assigned' || from === 'downloading')) {
-      // The hold lapsed (rule 2) or died with a restart: the job is anyone's again, first in line by name.
+      // Rule 2: the hold lapsed (a restart re-arms it); the job is anyone's again, first in line by name.
       if (previousIp !== null && this.#byIp.get(previousIp) === job) this.#byIp.delete(previousIp);
       this.#returnToPool(job.id);
     }
@@ -561,4 +552,12 @@ export class Queue {
       dropped: job.dropped,
     };
   }
+}
+
+/** 5400000 → 90m: the run timeout as a failure reason says it. */
+function humanise(ms: number): string {
+  for (const [unit, size] of [['h', 3_600_000], ['m', 60_000], ['s', 1_000]] as const) {
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
 }
