@@ -311,3 +311,16 @@ describe('saved and restored (--resume)', () => {
     assert.equal(changes, started + 2, 'a timer’s transition too');
   });
 });
+
+describe('saved after a stop', () => {
+  test('a queue saved after stop() (the last save at a clean stop) restores with working timers', () => {
+    const lab = setup();
+    lab.boot('10.0.0.1');
+    lab.queue.stop();
+    const saved = throughDisk(lab.queue.persist());
+    assert.ok(saved.jobs.every((j) => (j.snapshot as { status: string }).status === 'active'));
+    const after = setup({ restore: saved, clock: lab.clock });
+    lab.clock.increment(RUN);
+    assert.equal(after.job('a.efi').state, 'failed', 'the run timeout still fires');
+  });
+});

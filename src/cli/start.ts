@@ -135,11 +135,11 @@ export async function startDispatch(config: Config, deps: StartDeps): Promise<Ru
     close: async () => {
       await advertiser?.stop();
       await bound.close();
-      queue.stop();
       cache?.close();
       await reporter.stop(stopGraceMs);
-      // What the last filings changed, saved for a --resume.
+      // What the last filings changed, saved for a --resume; then the timers stop.
       await state.close().catch((err: Error) => log('state', `the last save of the run state failed: ${err.message}`));
+      queue.stop();
     },
   };
 }

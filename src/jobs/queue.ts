@@ -239,7 +239,7 @@ export class Queue {
       savedAt: this.#clock.now(),
       jobs: this.#jobs.map((job) => ({
         name: job.workload.name,
-        snapshot: job.actor.getPersistedSnapshot(),
+        snapshot: running(job.actor.getPersistedSnapshot()),
         since: job.since,
         reports: [...job.reports],
         timeline: [...job.timeline],
@@ -560,4 +560,9 @@ function humanise(ms: number): string {
     if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
   }
   return `${ms}ms`;
+}
+
+/** A snapshot taken after stop() says "stopped"; saved for a restart, it must restore as a running job. */
+function running(snapshot: Snapshot<unknown>): Snapshot<unknown> {
+  return snapshot.status === 'stopped' ? { ...snapshot, status: 'active' } : snapshot;
 }
