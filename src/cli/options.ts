@@ -21,7 +21,7 @@ export interface Config {
   /** Report files, used when no repository is given. */
   readonly reports: string;
   readonly github: GitHubConfig | undefined;
-  /** The outbox and the asset cache. */
+  /** The outbox, the asset cache and the saved runs. */
   readonly stateDir: string;
   readonly host: string;
   readonly port: number;
@@ -86,7 +86,7 @@ export function buildProgram(version: string, io: ParseIo, onVm: (config: VmConf
     .addOption(new Option('--api-url <url>', 'GitHub API URL (env GITHUB_API_URL); GitHub Enterprise: https://HOST/api/v3').default('https://api.github.com').argParser(using(parseApiUrl)))
     .addOption(new Option('--dir <dir>', 'serve the *.efi, *.iso and *.img files in this directory'))
     .addOption(new Option('--reports <dir>', 'write each report as a Markdown file here (when no repository is given)').default('./reports'))
-    .addOption(new Option('--state-dir <dir>', 'outbox of unfiled reports and cache of release assets').default(defaultStateDir(io.env, io.home), '$XDG_STATE_HOME/dispatch'))
+    .addOption(new Option('--state-dir <dir>', 'outbox of unfiled reports, cache of release assets, saved runs (--resume)').default(defaultStateDir(io.env, io.home), '$XDG_STATE_HOME/dispatch'))
     .addOption(new Option('-b, --bind <host:port>', 'address and port to listen on').default('0.0.0.0:8080').argParser(using(parseBind)))
     .addOption(new Option('-p, --path <path>', 'URL path servers boot from').default('/dispatch').argParser(using(parsePath)))
     .addOption(new Option('--no-mdns', 'do not advertise this dispatch on mDNS (_dispatch._tcp)'))
