@@ -104,7 +104,7 @@ test('SIGKILLed at random points and resumed: every acknowledged report is filed
   // Kill only while the fleet runs: a kill after it is done would test nothing.
   const kills: number[] = [];
   while (kills.length < KILLS && !fleetDone) {
-    const afterMs = Math.round(100 + next() * 600);
+    const afterMs = Math.round(20 + next() * 700);
     await delay(afterMs);
     if (fleetDone) break;
     kills.push(afterMs);
@@ -150,6 +150,10 @@ test('SIGKILLed at random points and resumed: every acknowledged report is filed
     if (report.status === 200) assert.equal(count, 1, `acknowledged ${JSON.stringify(report.title)} filed exactly once`);
     else assert.ok(count <= 1, `unacknowledged ${JSON.stringify(report.title)} (${report.status}) filed at most once`);
   }
+  // Each issue is one stored filing: its hidden marker appears once in the repository.
+  const markers = issues.map((i) => /<!-- dispatch:report:([0-9a-f-]{36}) -->/.exec(i.body ?? '')?.[1]);
+  assert.ok(markers.every((m) => m !== undefined), 'every issue carries its marker');
+  assert.equal(new Set(markers).size, issues.length, 'no filing became two issues');
   const titles = new Set(sent.map((r) => r.title));
   for (const issue of issues) {
     assert.ok(titles.has(issue.title) || / failed on /.test(issue.title), `issue ${JSON.stringify(issue.title)} is a report or a failure`);
