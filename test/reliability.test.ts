@@ -7,7 +7,8 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { describe, test } from 'node:test';
 import { SimulatedClock } from 'xstate';
 import { Queue, type QueueState } from '../src/jobs/index.ts';
-import { Reporter, type Filing, type ReportSink, type StoredFiling } from '../src/report/index.ts';
+import type { GitHub } from '../src/github/index.ts';
+import { GitHubSink, Outbox, Reporter, type Filing, type ReportSink, type StoredFiling } from '../src/report/index.ts';
 import { StateError, StateWriter } from '../src/store/index.ts';
 import { fakeWorkload } from './support/workloads.ts';
 import { splitReport, startLab } from './fleet/lab.ts';
@@ -250,6 +251,21 @@ describe('state writer', () => {
 });
 
 describe('reporter after a restart', () => {
+  test('the outbox recovers what earlier runs stored, never what this process stored itself', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'dispatch-outbox-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const github = { describe: () => 'stub', owner: 'acme', repo: 'lab', close: () => undefined } as unknown as GitHub;
+    const outbox = new Outbox(dir);
+    const job = new Queue([fakeWorkload('a.efi')], { clock: new SimulatedClock(), downloadTimeoutMs: 60_000 }).get(0)!;
+    const filing = (title: string): Filing => ({ kind: 'report', report: { title, body: '', labels: [], assignees: [], milestone: null }, job, receivedAt: 0 });
+    const earlier = await outbox.add(filing('from before'), 1);
+    const sink = new GitHubSink({ github, outbox, log: () => undefined });
+    await sink.store(filing('from now'));
+    const recovered = await sink.recover();
+    assert.deepEqual(recovered.map((s) => s.filing.report.title), ['from before']);
+    assert.equal(recovered[0]!.ref, outbox.path(earlier));
+  });
+
   test('a run timeout that fires while the outbox is being read is filed once, not again as a missing failure', async () => {
     const clock = new SimulatedClock();
     clock.set(1_700_000_000_000);

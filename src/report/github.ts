@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GitHubError, toGitHubError, type GitHub, type IssueRef } from '../github/index.ts';
 import type { Log } from '../log.ts';
@@ -31,6 +32,8 @@ export class GitHubSink implements ReportSink {
   /** GitHub writes go one at a time: that is what its secondary limits ask for. */
   #chain: Promise<unknown> = Promise.resolve();
   #milestones: Promise<Map<string, number>> | undefined;
+  /** Entries this process stored: already on their way, never "from an earlier run". */
+  readonly #ours = new Set<string>();
 
   constructor(options: GitHubSinkOptions) {
     this.#options = options;
@@ -39,14 +42,19 @@ export class GitHubSink implements ReportSink {
   }
 
   async store(filing: Filing): Promise<StoredFiling> {
-    const entry = await this.#options.outbox.add(filing, this.#now());
+    // Known as ours before its file can be seen by recover().
+    const id = randomUUID();
+    this.#ours.add(id);
+    const entry = await this.#options.outbox.add(filing, this.#now(), id);
     const stored: Stored = { filing, ref: this.#options.outbox.path(entry), entry };
     return stored;
   }
 
   /** Reports an earlier run acknowledged but did not file. */
   async recover(): Promise<StoredFiling[]> {
-    const entries = await this.#options.outbox.pending((file, reason) => this.#options.log('report', `cannot read outbox entry ${file}: ${reason}; left in place`));
+    const entries = (await this.#options.outbox.pending((file, reason) => this.#options.log('report', `cannot read outbox entry ${file}: ${reason}; left in place`)))
+      // A failure stored by a timer that ran out during the start is being filed already: filing it twice could post it twice.
+      .filter((entry) => !this.#ours.has(entry.id));
     return entries.map((entry): Stored => ({ filing: entry.filing, ref: this.#options.outbox.path(entry), entry }));
   }
 

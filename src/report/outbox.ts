@@ -45,8 +45,9 @@ export class Outbox {
     this.dir = dir;
   }
 
-  async add(filing: Filing, now: number): Promise<OutboxEntry> {
-    const entry: OutboxEntry = { version: 1, id: randomUUID(), createdAt: now, filing, attempts: 0, issue: null, comments: 0, commentAttempts: 0 };
+  /** Store a new entry; `id` may be chosen first, so the caller knows it before the file can be seen. */
+  async add(filing: Filing, now: number, id: string = randomUUID()): Promise<OutboxEntry> {
+    const entry: OutboxEntry = { version: 1, id, createdAt: now, filing, attempts: 0, issue: null, comments: 0, commentAttempts: 0 };
     await this.save(entry);
     return entry;
   }
