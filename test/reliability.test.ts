@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -204,6 +204,34 @@ describe('--resume in process', () => {
     await closing;
     assert.deepEqual((await lab.jobs()).map((j) => j.state), ['unassigned', 'unassigned', 'unassigned']);
     await lab.until('the earlier report filed', () => lab.fake.issues(FULL).filter((i) => i.title === 'from the first run').length === 1);
+  });
+});
+
+describe('when the state cannot be saved', () => {
+  test('beacon boot gets a 500 until it can, and a report is stored and filed anyway', async (t) => {
+    const lab = await startLab(t, { workloads: { 'a.efi': 3000 } });
+    const runs = join(lab.dir, 'state', 'runs');
+    const [folder] = await readdir(runs);
+    const path = join(runs, folder!);
+    const server = lab.server(0);
+    await server.head();
+    await server.get();
+    // The state's folder turns into a file: every save fails (ENOTDIR), even for root.
+    await delay(200); // the saves of HEAD and GET are done
+    await rm(path, { recursive: true });
+    await writeFile(path, 'in the way');
+    const refused = await server.post();
+    assert.equal(refused.status, 500, 'no 200 for a state that is not on disk');
+    assert.ok(lab.logs.some((l) => /state: cannot save the run state/.test(l)));
+    const put = await server.put({ title: 'stored anyway' });
+    assert.equal(put.status, 500);
+    await lab.until('the report filed', async () => (await reportFiles(lab.reports)).some((f) => f.text.includes('title: "stored anyway"')));
+    await lab.until('the job finished', async () => (await lab.job('a.efi')).state === 'finished');
+    await rm(path);
+    await mkdir(path);
+    assert.equal((await server.post()).status, 417, 'the job moved on: a boot now is refused');
+    assert.equal((await server.put({ title: 'second' })).status, 200, 'saves work again');
+    assert.ok(JSON.parse(await readFile(join(path, 'state.json'), 'utf8')));
   });
 });
 

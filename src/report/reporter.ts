@@ -49,8 +49,10 @@ export class Reporter {
     }
     const stored = await sink.store({ kind: 'report', report, job, receivedAt: clock.now(), run: queue.run, ...(late ? { late } : {}) });
     queue.reportAccepted(id, report.title, stored.ref);
-    await this.#options.persisted?.();
+    // Filed whatever happens next: it is stored, and a restart can tell it was filed.
     this.#fileReport(id, stored, (err) => log('report', `filing ${job.name}'s report ${JSON.stringify(report.title)} failed: ${message(err)}; it stays at ${stored.ref}`));
+    // The 200 waits for the job's Reported state too (a failed save is a 500: beacon says so, and may send it again).
+    await this.#options.persisted?.();
   }
 
   /**
@@ -152,8 +154,8 @@ export class Reporter {
         const stored = await sink.store({ kind: 'failure', report: failureReport(job), job, receivedAt: clock.now(), run: queue.run });
         queue.failureStored(id, stored.ref);
         done();
-        // Saved before filing, so a restart never files it a second time.
-        await persisted?.();
+        // Saved before filing, so a restart never files it a second time (a failed save is logged by the writer; file anyway).
+        await persisted?.().catch(() => undefined);
         queue.failureFiled(id, await sink.file(stored));
       } catch (err) {
         done();
