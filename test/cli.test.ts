@@ -5,11 +5,16 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MAIN = join(ROOT, 'src/cli/main.ts');
+// Every run saves its state (for --resume) under $XDG_STATE_HOME: a scratch one, not the tester's.
+const STATE_HOME = mkdtempSync(join(tmpdir(), 'dispatch-cli-state-'));
+after(() => rmSync(STATE_HOME, { recursive: true, force: true }));
+const ENV = { ...process.env, XDG_STATE_HOME: STATE_HOME };
 
 interface Exit {
   code: number | null;
@@ -19,7 +24,7 @@ interface Exit {
 
 /** Run the CLI as a user would, to the end. */
 async function dispatch(args: string[], cwd = ROOT): Promise<Exit> {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd, env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d));
@@ -38,7 +43,7 @@ async function scratch(t: { after(fn: () => Promise<void>): void }): Promise<str
 
 /** Start the CLI and wait for the URL it listens on; killed when the test ends. */
 async function serving(t: { after(fn: () => void): void }, args: string[]) {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
   t.after(() => child.kill('SIGKILL'));
   const output = { stdout: '' };
   child.stdout.on('data', (d: Buffer) => (output.stdout += d));

@@ -21,7 +21,7 @@ export interface Config {
   /** Report files, used when no repository is given. */
   readonly reports: string;
   readonly github: GitHubConfig | undefined;
-  /** The outbox and the asset cache. */
+  /** The outbox, the asset cache and the saved runs. */
   readonly stateDir: string;
   readonly host: string;
   readonly port: number;
@@ -30,6 +30,10 @@ export interface Config {
   readonly maxReportBytes: number;
   readonly downloadTimeoutMs: number;
   readonly filters: readonly string[];
+  /** Rule 4: a job Booting this long fails (--run-timeout; default 60 min). */
+  readonly runTimeoutMs?: number;
+  /** Continue the saved run of the same source (--resume) instead of starting afresh. */
+  readonly resume?: boolean;
 }
 
 /** How a run shows itself and when it ends; not needed to serve, so kept apart from Config. */
@@ -101,7 +105,7 @@ export function buildProgram(version: string, io: ParseIo, onVm: (config: VmConf
     .addOption(new Option('--api-url <url>', 'GitHub API URL (env GITHUB_API_URL); GitHub Enterprise: https://HOST/api/v3').default('https://api.github.com').argParser(using(parseApiUrl)))
     .addOption(new Option('--dir <dir>', 'serve the *.efi, *.iso and *.img files in this directory'))
     .addOption(new Option('--reports <dir>', 'write each report as a Markdown file here (when no repository is given)').default('./reports'))
-    .addOption(new Option('--state-dir <dir>', 'outbox of unfiled reports and cache of release assets').default(defaultStateDir(io.env, io.home), '$XDG_STATE_HOME/dispatch'))
+    .addOption(new Option('--state-dir <dir>', 'outbox of unfiled reports, cache of release assets, saved runs (--resume)').default(defaultStateDir(io.env, io.home), '$XDG_STATE_HOME/dispatch'))
     .addOption(new Option('-b, --bind <host:port>', 'address and port to listen on').default('0.0.0.0:8080').argParser(using(parseBind)))
     .addOption(new Option('-p, --path <path>', 'URL path servers boot from').default('/dispatch').argParser(using(parsePath)))
     .addOption(new Option('--no-mdns', 'do not advertise this dispatch on mDNS (_dispatch._tcp)'))
@@ -110,6 +114,8 @@ export function buildProgram(version: string, io: ParseIo, onVm: (config: VmConf
     .addOption(new Option('--log <mode>', 'auto (the TUI on a terminal, else plain lines), tui, plain, or json (NDJSON)').default('auto').argParser(using(parseLogMode)))
     .addOption(new Option('--exit-when-done', 'exit once every job is final, every report filed and every server that ran a job got poweroff.efi; exit code 1 if a job failed'))
     .addOption(new Option('--linger <duration>', 'with --exit-when-done: how long to wait for servers to fetch poweroff.efi').default('5m').argParser(using(parseDuration)))
+    .addOption(new Option('--run-timeout <duration>', 'fail a job whose workload has not reported this long after `beacon boot`').default('60m').argParser(using(parseDuration)))
+    .addOption(new Option('--resume', 'continue the run saved in --state-dir for the same release or directory (else start afresh)'))
 
     // Without an action of its own, a program with subcommands treats filters as unknown commands.
     .action(() => undefined);
@@ -165,6 +171,8 @@ export function parseCommandLine(argv: readonly string[], version: string, io: P
     log: LogMode;
     exitWhenDone?: boolean;
     linger: number | string;
+    runTimeout: number | string;
+    resume?: boolean;
   }>();
   // Defaults are given as text so --help shows them as typed; parse them here.
   const bind = typeof opts.bind === 'string' ? parseBind(opts.bind) : opts.bind;
@@ -197,6 +205,8 @@ export function parseCommandLine(argv: readonly string[], version: string, io: P
     maxReportBytes: typeof opts.maxReportBytes === 'string' ? parseBytes(opts.maxReportBytes) : opts.maxReportBytes,
     downloadTimeoutMs: typeof opts.downloadTimeout === 'string' ? parseDuration(opts.downloadTimeout) : opts.downloadTimeout,
     filters: program.processedArgs[0] as string[],
+    runTimeoutMs: typeof opts.runTimeout === 'string' ? parseDuration(opts.runTimeout) : opts.runTimeout,
+    resume: opts.resume === true,
   };
   const ui: UiConfig = {
     log: opts.log,

@@ -1,14 +1,16 @@
+import { randomUUID } from 'node:crypto';
 import { networkInterfaces } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { ghAuthToken, GitHub, resolveToken, TOKEN_HELP } from '../github/index.ts';
 import { bind, createApp } from '../http/index.ts';
-import { Queue, systemClock, type Clock } from '../jobs/index.ts';
+import { Queue, systemClock, type Clock, type QueueState } from '../jobs/index.ts';
 import type { Log } from '../log.ts';
 import { createAdvertiser } from '../mdns/index.ts';
 import { checkReportDirectory, directorySink, GitHubSink, Outbox, ReportError, Reporter, type ReportSink } from '../report/index.ts';
-import { builtinEfi, directorySource, githubSource, SourceError, type WorkloadSource } from '../source/index.ts';
-import { AssetCache } from '../store/index.ts';
+import { builtinEfi, directorySource, githubSource, SourceError, type Workload, type WorkloadSource } from '../source/index.ts';
+import { AssetCache, identityMismatch, loadRun, runFolder, StateWriter, type SourceIdentity } from '../store/index.ts';
 import { UsageError, type Config } from './options.ts';
+import { formatDuration } from './units.ts';
 
 export interface Running {
   /** The URL as bound, e.g. http://127.0.0.1:8080/dispatch. */
@@ -78,26 +80,51 @@ export async function startDispatch(config: Config, deps: StartDeps): Promise<Ru
     sink = directorySink(config.reports);
   }
 
-  const queue = new Queue(workloads, { clock, downloadTimeoutMs: config.downloadTimeoutMs });
-  const reporter = new Reporter({ queue, sink, clock, log });
+  const identity = sourceIdentity(config, github, workloads);
+  const folder = runFolder(config.stateDir, identity);
+  const restore = config.resume ? await savedRun(folder, identity, log) : undefined;
+  const runTimeoutMs = config.runTimeoutMs ?? 60 * 60_000;
+  let queue: Queue;
+  try {
+    queue = new Queue(workloads, { clock, downloadTimeoutMs: config.downloadTimeoutMs, runTimeoutMs, runTimeoutLabel: formatDuration(runTimeoutMs), run: randomUUID(), ...(restore ? { restore } : {}) });
+  } catch (err) {
+    throw new UsageError(`cannot resume the run saved in ${folder}: ${(err as Error).message}; start without --resume to begin afresh`, { cause: err });
+  }
+  // Every transition is saved (a fresh run replaces what was there); answers that promise a state wait for it.
+  const state = new StateWriter(folder, () => ({ version: 1, identity, queue: queue.persist() }), (err) => log('state', `cannot save the run state: ${err.message}`));
+  queue.onChange(() => state.changed());
+  state.changed();
+  const persisted = () => state.flush();
+  const reporter = new Reporter({ queue, sink, clock, log, persisted });
   const stopGraceMs = deps.stopGraceMs ?? 5_000;
-  const app = createApp({ queue, reports: reporter, path: config.path, maxReportBytes: config.maxReportBytes, poweroff, log });
+  const stopEarly = async () => {
+    queue.stop();
+    cache?.close();
+    await reporter.stop(0);
+  };
+  try {
+    await persisted();
+  } catch (err) {
+    await stopEarly();
+    throw new UsageError(`cannot save the run state in ${folder}: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message}`, { cause: err });
+  }
+  log('source', `${workloads.length} workload(s) from ${source.description}: ${workloads.map((w) => w.name).join(', ')}`);
+  log('report', `reports go to ${sink.description}`);
+  // Before any server is answered: a resumed queue learns what was filed while it was away.
+  await reporter.recover().catch(async (err: Error) => {
+    await stopEarly();
+    throw new ReportError(`cannot read the outbox: ${err.message}`, { cause: err });
+  });
+  const app = createApp({ queue, reports: reporter, path: config.path, maxReportBytes: config.maxReportBytes, poweroff, log, persisted });
   let bound;
   try {
     bound = await bind(app, { host: config.host, port: config.port, log });
   } catch (err) {
-    queue.stop();
-    cache?.close();
-    await reporter.stop(0);
+    await stopEarly();
     throw new Error(`cannot listen on ${config.host}:${config.port}: ${listenError(err)}`, { cause: err });
   }
   const port = bound.address.port;
   const url = `http://${hostForUrl(config.host)}:${port}${config.path}`;
-  log('source', `${workloads.length} workload(s) from ${source.description}: ${workloads.map((w) => w.name).join(', ')}`);
-  log('report', `reports go to ${sink.description}`);
-  await reporter.recover().catch((err: Error) => {
-    throw new ReportError(`cannot read the outbox: ${err.message}`, { cause: err });
-  });
   const advertiser = config.mdns
     ? createAdvertiser({ port, path: config.path, version: deps.version ?? 'unknown', description: source.description, bindHost: config.host, log: (m) => log('mdns', m) })
     : undefined;
@@ -113,11 +140,48 @@ export async function startDispatch(config: Config, deps: StartDeps): Promise<Ru
     close: async () => {
       await advertiser?.stop();
       await bound.close(stopGraceMs);
-      queue.stop();
       cache?.close();
       await reporter.stop(stopGraceMs);
+      // What the last filings changed, saved for a --resume; then the timers stop.
+      await state.close().catch((err: Error) => log('state', `the last save of the run state failed: ${err.message}`));
+      queue.stop();
     },
   };
+}
+
+/**
+ * What this run is of, for --resume: the source (GitHub API host without the
+ * port, owner, repo and tag; or the directory's absolute path) keys the
+ * folder; where its reports go, the filters and each workload's fingerprint
+ * (asset id and updated_at; file name, size and mtime) must match too.
+ */
+function sourceIdentity(config: Config, github: GitHub | undefined, workloads: readonly Workload[]): SourceIdentity {
+  const host = (apiUrl: string) => new URL(apiUrl).hostname;
+  const from = github && config.github?.tag !== undefined
+    ? `release ${config.github.tag} of ${config.github.owner}/${config.github.repo} on ${host(github.apiUrl)}`
+    : `directory ${resolve(config.dir ?? '.')}`;
+  const to = github ? `issues of ${github.owner}/${github.repo} on ${host(github.apiUrl)}` : `files in ${resolve(config.reports)}`;
+  const filters = config.filters.length > 0 ? config.filters.map((f) => JSON.stringify(f)).join(', ') : 'none';
+  return { where: from, items: [`reports: ${to}`, `filters: ${filters}`, ...workloads.map((w) => w.fingerprint ?? `${w.name} ${w.size} bytes`)] };
+}
+
+/** The saved run to continue, checked to be this one; undefined (said in the log) when there is none. */
+async function savedRun(folder: string, identity: SourceIdentity, log: Log): Promise<QueueState | undefined> {
+  let saved;
+  try {
+    saved = await loadRun<QueueState>(folder);
+  } catch (err) {
+    throw new UsageError(`cannot resume: ${(err as Error).message}`, { cause: err });
+  }
+  if (!saved) {
+    log('state', `--resume: no saved run of ${identity.where}: starting afresh`);
+    return undefined;
+  }
+  const why = identityMismatch(saved.identity, identity);
+  if (why) throw new UsageError(`cannot resume: ${why}; start without --resume to begin afresh`);
+  if (saved.queue?.version !== 1 || !Array.isArray(saved.queue.jobs)) throw new UsageError(`cannot resume: the saved run in ${folder} is damaged; start without --resume to begin afresh`);
+  log('state', `--resume: continuing run ${saved.queue.run} of ${identity.where}, saved ${new Date(saved.queue.savedAt).toISOString()}`);
+  return saved.queue;
 }
 
 /** Find a token (never logged, only where it came from) and build the client. */

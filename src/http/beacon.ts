@@ -14,11 +14,13 @@ function serverOf(c: Context<Env>): string {
 
 /** POST: `beacon boot`. The server's downloaded job is now running. */
 export function bootedRoute(deps: AppDeps) {
-  return (c: Context<Env>) => {
+  return async (c: Context<Env>) => {
     const ip = serverOf(c);
     const job = deps.queue.boot(ip);
     // beacon reads 417 as "not this dispatch" and tries its next candidate.
     if (!job) throw new Rejection(417, `no workload is booting on ${ip}`);
+    // The 200 promises the job is Booting: a restart must find it so (a failed save is a 500, and beacon tries again).
+    await deps.persisted?.();
     return c.text(`booting ${job.name}\n`, 200);
   };
 }

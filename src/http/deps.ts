@@ -15,6 +15,8 @@ export interface AppDeps {
   /** What a server with nothing left to run boots. */
   readonly poweroff: Workload;
   readonly log: Log;
+  /** Resolves once the queue's state is saved (--resume); a `beacon boot` is answered only then. */
+  readonly persisted?: () => Promise<void>;
 }
 
 /** Node bindings when served by @hono/node-server; absent under `app.request()`. */

@@ -56,6 +56,7 @@ export class Completion {
       // A resumed run: servers that held a job before must still be powered off.
       if (job.ip !== null && job.state !== 'unassigned') this.#servers.set(job.ip, false);
     }
+    for (const ip of queue.poweredOff()) if (this.#servers.has(ip)) this.#servers.set(ip, true);
     this.#unsubscribe = queue.subscribe((event) => {
       if (event.kind === 'job') {
         this.#track(event.job.id, event.job.state);

@@ -1,4 +1,4 @@
-import { createActor, type Actor } from 'xstate';
+import { assign, createActor, type Actor, type Snapshot } from 'xstate';
 import type { Workload } from '../source/index.ts';
 import type { Clock } from './clock.ts';
 import { jobMachine, type JobContext, type JobEvent, type JobState } from './machine.ts';
@@ -59,8 +59,48 @@ export interface QueueOptions {
   readonly clock: Clock;
   /** Rule 2: Assigned/Downloading without progress for this long goes back to the pool. */
   readonly downloadTimeoutMs: number;
+  /** Rule 4: Booting for this long fails the job (default 60 min). */
+  readonly runTimeoutMs?: number;
+  /** The run timeout as the user wrote it, for the failure reason ("timed out after 90m"). */
+  readonly runTimeoutLabel?: string;
   /** Cap on each job's timeline. */
   readonly maxTimeline?: number;
+  /** Names this run in its saved state and in its reports (a resumed run keeps the saved one). */
+  readonly run?: string;
+  /** A saved picture of this queue (`persist()`) to continue from, as `--resume` does. */
+  readonly restore?: QueueState;
+}
+
+/** One job as saved: the machine's persisted snapshot and what the queue keeps beside it. */
+export interface SavedJob {
+  readonly name: string;
+  readonly snapshot: Snapshot<unknown>;
+  readonly since: number;
+  readonly reports: readonly string[];
+  readonly timeline: readonly TimelineEntry[];
+  readonly dropped: number;
+  /** Keys (where the sink stored them) of reports acknowledged but not yet filed. */
+  readonly unfiled: readonly string[];
+  /** Where the failure report was stored, and where it was filed. */
+  readonly failure: { readonly key: string | null; readonly ref: string | null };
+}
+
+/** Everything needed to continue a run after a restart: plain JSON. */
+export interface QueueState {
+  readonly version: 1;
+  readonly run: string;
+  readonly savedAt: number;
+  readonly jobs: readonly SavedJob[];
+  readonly pool: readonly number[];
+  /** Which job each server took last: [ip, job id]. */
+  readonly held: ReadonlyArray<readonly [string, number]>;
+  readonly poweredOff: readonly string[];
+}
+
+/** A report acknowledged for a job, as the queue took it. */
+export interface Accepted {
+  /** It came after the job had failed by the run timeout (rule 4). */
+  readonly late: boolean;
 }
 
 type JobActor = Actor<typeof jobMachine>;
@@ -78,6 +118,9 @@ interface Job {
   readonly reports: string[];
   readonly timeline: TimelineEntry[];
   dropped: number;
+  /** Keys of acknowledged reports not filed yet (the machine only counts them). */
+  readonly unfiled: string[];
+  failure: { key: string | null; ref: string | null };
 }
 
 /** Progress events are coalesced: the no-progress timer needs no finer grain than this (or a quarter of a short timeout). */
@@ -91,6 +134,8 @@ const PROGRESS_EVENT_MS = 200;
  * in, the UI and the reporters subscribe to its events.
  */
 export class Queue {
+  /** This run's name: saved with its state and carried by its reports. */
+  readonly run: string;
   readonly #clock: Clock;
   readonly #maxTimeline: number;
   readonly #progressEveryMs: number;
@@ -102,21 +147,115 @@ export class Queue {
   /** Servers whose last answer was poweroff.efi, so a resumed poweroff download stays one. */
   readonly #poweredOff = new Set<string>();
   readonly #listeners = new Set<(event: QueueEvent) => void>();
+  readonly #changeListeners = new Set<() => void>();
+  /** Inside #send: transitions are told from there, not from #observe. */
+  #sending = false;
 
   constructor(workloads: readonly Workload[], options: QueueOptions) {
     this.#clock = options.clock;
     this.#maxTimeline = options.maxTimeline ?? 100;
     this.#progressEveryMs = Math.min(PROGRESS_EVERY_MS, options.downloadTimeoutMs / 4);
-    const machine = jobMachine.provide({ delays: { downloadTimeout: options.downloadTimeoutMs } });
+    const runTimeoutMs = options.runTimeoutMs ?? 60 * 60_000;
+    const label = options.runTimeoutLabel ?? humanise(runTimeoutMs);
+    const clock = this.#clock;
+    const machine = jobMachine.provide({
+      delays: {
+        downloadTimeout: options.downloadTimeoutMs,
+        // What is left since the first `beacon boot`: a resumed run keeps counting from then.
+        runTimeout: ({ context }) => Math.max(0, (context.bootedAt ?? clock.now()) + runTimeoutMs - clock.now()),
+      },
+      actions: { timedOut: assign({ reason: `timed out after ${label}`, timedOut: true }) },
+    });
+    const saved = options.restore;
+    this.run = saved?.run ?? options.run ?? 'run';
+    if (saved && (saved.jobs.length !== workloads.length || saved.jobs.some((job, id) => job.name !== workloads[id]!.name))) {
+      throw new Error('the saved run has other workloads than this one');
+    }
     const now = this.#clock.now();
     workloads.forEach((workload, id) => {
-      const actor = createActor(machine, { clock: this.#clock });
-      const job: Job = { id, workload, actor, state: 'unassigned', heldBy: null, since: now, bytes: 0, lastProgressAt: 0, reports: [], timeline: [], dropped: 0 };
+      const before = saved?.jobs[id];
+      const actor = before
+        ? createActor(machine, { clock: this.#clock, snapshot: before.snapshot as never })
+        : createActor(machine, { clock: this.#clock });
+      const job: Job = {
+        id,
+        workload,
+        actor,
+        state: 'unassigned',
+        heldBy: null,
+        since: before?.since ?? now,
+        bytes: 0,
+        lastProgressAt: 0,
+        reports: [...(before?.reports ?? [])],
+        timeline: [...(before?.timeline ?? [])],
+        dropped: before?.dropped ?? 0,
+        unfiled: [...(before?.unfiled ?? [])],
+        failure: { ...(before?.failure ?? { key: null, ref: null }) },
+      };
+      const snapshot = actor.getSnapshot();
+      job.state = snapshot.value as JobState;
+      job.heldBy = snapshot.context.ip;
       this.#jobs.push(job);
-      this.#pool.push(id);
-      actor.subscribe((snapshot) => this.#observe(job, snapshot.value as JobState, snapshot.context));
+      actor.subscribe((next) => this.#observe(job, next.value as JobState, next.context));
       actor.start();
     });
+    if (!saved) {
+      this.#pool.push(...this.#jobs.map((job) => job.id));
+      return;
+    }
+    this.#pool.push(...saved.pool.filter((id) => this.#jobs[id] !== undefined));
+    for (const [ip, id] of saved.held) if (this.#jobs[id]) this.#byIp.set(ip, this.#jobs[id]);
+    for (const ip of saved.poweredOff) this.#poweredOff.add(ip);
+    // Timers are not in a snapshot: booting jobs re-arm what is left of their
+    // run timeout. A job being fetched stays its server's for one more
+    // download timeout: the firmware retries, or resumes with a Range, and
+    // must get the same bytes HEAD announced (rule 1); if it never comes
+    // back, rule 2 puts the job back in the pool.
+    for (const job of this.#jobs) {
+      const { state, ip } = this.#context(job);
+      if (state === 'assigned' || state === 'downloading') {
+        this.#note(job, `dispatch restarted: still ${ip ?? 'its server'}'s until the download timeout, for its firmware to retry`, ip);
+        job.actor.send({ type: 'resume' });
+      } else if (state === 'booting') {
+        this.#note(job, 'dispatch restarted: still booting; the run timeout counts from the first boot', ip);
+        job.actor.send({ type: 'resume' });
+      } else if (state === 'reported') {
+        this.#note(job, 'dispatch restarted: finishes once its reports are filed', ip);
+      }
+    }
+  }
+
+  /** Listen for changes worth saving (every transition; never mere progress). */
+  /** Servers whose last answer was poweroff.efi (rule 8 waits for them; a resumed run remembers them). */
+  poweredOff(): readonly string[] {
+    return [...this.#poweredOff];
+  }
+
+  onChange(listener: () => void): () => void {
+    this.#changeListeners.add(listener);
+    return () => this.#changeListeners.delete(listener);
+  }
+
+  /** The queue as plain JSON, to save and give back as `restore` after a restart. */
+  persist(): QueueState {
+    return {
+      version: 1,
+      run: this.run,
+      savedAt: this.#clock.now(),
+      jobs: this.#jobs.map((job) => ({
+        name: job.workload.name,
+        snapshot: running(job.actor.getPersistedSnapshot()),
+        since: job.since,
+        reports: [...job.reports],
+        timeline: [...job.timeline],
+        dropped: job.dropped,
+        unfiled: [...job.unfiled],
+        failure: { ...job.failure },
+      })),
+      pool: [...this.#pool],
+      held: [...this.#byIp].map(([ip, job]) => [ip, job.id] as const),
+      poweredOff: [...this.#poweredOff],
+    };
   }
 
   subscribe(listener: (event: QueueEvent) => void): () => void {
@@ -153,7 +292,10 @@ export class Queue {
     }
     const next = this.#pool.shift();
     if (next === undefined) {
-      this.#poweredOff.add(ip);
+      if (!this.#poweredOff.has(ip)) {
+        this.#poweredOff.add(ip);
+        this.#changed();
+      }
       this.#emit({ kind: 'poweroff', at: this.#clock.now(), ip, method, what: `${method} poweroff.efi: nothing left to run` });
       return { kind: 'poweroff' };
     }
@@ -229,37 +371,89 @@ export class Queue {
     if (!held) return undefined;
     const { state } = this.#context(held);
     if (state !== 'downloading' && state !== 'booting') return undefined;
-    this.#send(held, { type: 'boot' }, state === 'booting' ? 'booting (again)' : 'booting', ip);
+    this.#send(held, { type: 'boot', at: this.#clock.now() }, state === 'booting' ? 'booting (again)' : 'booting', ip);
     return this.#view(held);
   }
 
-  /** The job a report from `ip` belongs to (rule 6), or undefined (417). */
+  /**
+   * The job a report from `ip` belongs to (rule 6), or undefined (417). A job
+   * its server ran past the run timeout still takes that server's reports:
+   * late, but the lab wants them (rule 4).
+   */
   reportTarget(ip: string): number | undefined {
     const held = this.#byIp.get(ip);
     if (!held) return undefined;
-    const { state } = this.#context(held);
-    return state === 'booting' || state === 'reported' || state === 'finished' ? held.id : undefined;
+    const { state, timedOut } = this.#context(held);
+    return state === 'booting' || state === 'reported' || state === 'finished' || (state === 'failed' && timedOut) ? held.id : undefined;
   }
 
-  /** A report for job `id` is durably stored and acknowledged. */
-  reportAccepted(id: number, title: string): void {
+  /**
+   * A report for job `id` is durably stored (at `key`, the sink's name for
+   * it) and acknowledged. A job failed by the run timeout takes it as late:
+   * it stays failed.
+   */
+  reportAccepted(id: number, title: string, key?: string): Accepted {
     const job = this.#jobs[id]!;
-    this.#send(job, { type: 'report' }, `report accepted: ${JSON.stringify(title)}`, this.#context(job).ip);
+    const { state, ip, timedOut } = this.#context(job);
+    if (key !== undefined && job.unfiled.includes(key)) return { late: state === 'failed' };
+    // Only a restart squaring a stored report with the queue can ask this of a job that takes no reports.
+    if (!(state === 'booting' || state === 'reported' || state === 'finished' || (state === 'failed' && timedOut))) return { late: false };
+    job.unfiled.push(key ?? `#${job.unfiled.length}`);
+    if (state === 'failed') {
+      this.#note(job, `late report accepted (after the run timeout): ${JSON.stringify(title)}`, ip);
+      this.#emit({ kind: 'job', at: this.#clock.now(), job: this.#view(job), what: `late report accepted: ${JSON.stringify(title)}` });
+      this.#changed();
+      return { late: true };
+    }
+    this.#send(job, { type: 'report' }, `report accepted: ${JSON.stringify(title)}`, ip);
+    this.#changed();
+    return { late: false };
   }
 
   /** A report of job `id` has been filed at `ref` (rule 7: the last one finishes the job). */
-  reportFiled(id: number, ref: string): void {
+  reportFiled(id: number, ref: string, key?: string): void {
     const job = this.#jobs[id]!;
+    const at = key === undefined ? 0 : job.unfiled.indexOf(key);
+    if (at === -1) return;
+    job.unfiled.splice(at, 1);
     job.reports.push(ref);
-    this.#send(job, { type: 'report.filed' }, `report filed: ${ref}`, this.#context(job).ip);
+    const { state, ip } = this.#context(job);
+    if (state === 'failed') {
+      this.#note(job, `late report filed: ${ref}`, ip);
+      this.#emit({ kind: 'job', at: this.#clock.now(), job: this.#view(job), what: `late report filed: ${ref}` });
+    } else {
+      this.#send(job, { type: 'report.filed' }, `report filed: ${ref}`, ip);
+    }
+    this.#changed();
+  }
+
+  /** Keys of job `id`'s acknowledged reports that are not filed yet. */
+  unfiled(id: number): readonly string[] {
+    return [...(this.#jobs[id]?.unfiled ?? [])];
+  }
+
+  /** Where job `id`'s failure report is stored and filed (nulls until it is). */
+  failure(id: number): { readonly key: string | null; readonly ref: string | null } {
+    const job = this.#jobs[id];
+    return job ? { ...job.failure } : { key: null, ref: null };
+  }
+
+  /** The failure report of a failed job is stored at `key` (filing follows). */
+  failureStored(id: number, key: string): void {
+    const job = this.#jobs[id]!;
+    job.failure.key = key;
+    this.#changed();
   }
 
   /** The failure report of a failed job has been filed at `ref`. */
   failureFiled(id: number, ref: string): void {
     const job = this.#jobs[id]!;
+    if (job.failure.ref === ref) return;
+    job.failure.ref = ref;
     job.reports.push(ref);
     this.#note(job, `failure report filed: ${ref}`, this.#context(job).ip);
     this.#emit({ kind: 'job', at: this.#clock.now(), job: this.#view(job), what: `failure report filed: ${ref}` });
+    this.#changed();
   }
 
   /** Stop every job's timers. */
@@ -279,7 +473,12 @@ export class Queue {
   /** Send an event and, when it changed anything, tell the subscribers. */
   #send(job: Job, event: JobEvent, what: string, ip: string | null): void {
     const before = job.actor.getSnapshot();
-    job.actor.send(event);
+    this.#sending = true;
+    try {
+      job.actor.send(event);
+    } finally {
+      this.#sending = false;
+    }
     const after = job.actor.getSnapshot();
     if (after === before) return;
     this.#note(job, what, ip);
@@ -287,6 +486,7 @@ export class Queue {
     if (after.value === 'failed' && before.value !== 'failed') {
       this.#emit({ kind: 'failed', at: this.#clock.now(), job: this.#view(job) });
     }
+    this.#changed();
   }
 
   /** Every snapshot passes here, including ones the machine makes itself (timeouts). */
@@ -298,13 +498,25 @@ export class Queue {
     job.state = state;
     job.since = this.#clock.now();
     if (state === 'unassigned' && (from === 'assigned' || from === 'downloading')) {
-      // Rule 2: the hold lapsed; the job is anyone's again, first in line by name.
+      // Rule 2: the hold lapsed (a restart re-arms it); the job is anyone's again, first in line by name.
       if (previousIp !== null && this.#byIp.get(previousIp) === job) this.#byIp.delete(previousIp);
       this.#returnToPool(job.id);
-      const what = `back to the pool: no progress from ${previousIp ?? 'its server'} in time`;
+    }
+    // #send tells its own transitions; the rest are the machine's timers.
+    if (this.#sending) return;
+    let what: string | undefined;
+    if (state === 'unassigned') what = `back to the pool: no progress from ${previousIp ?? 'its server'} in time`;
+    else if (state === 'failed') what = `failed: ${context.reason ?? 'unknown reason'}`;
+    if (what !== undefined) {
       this.#note(job, what, previousIp);
       this.#emit({ kind: 'job', at: this.#clock.now(), job: this.#view(job), what });
     }
+    if (state === 'failed') this.#emit({ kind: 'failed', at: this.#clock.now(), job: this.#view(job) });
+    this.#changed();
+  }
+
+  #changed(): void {
+    for (const listener of this.#changeListeners) listener();
   }
 
   #returnToPool(id: number): void {
@@ -345,4 +557,17 @@ export class Queue {
       dropped: job.dropped,
     };
   }
+}
+
+/** 5400000 → 90m: the run timeout as a failure reason says it. */
+function humanise(ms: number): string {
+  for (const [unit, size] of [['h', 3_600_000], ['m', 60_000], ['s', 1_000]] as const) {
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
+/** A snapshot taken after stop() says "stopped"; saved for a restart, it must restore as a running job. */
+function running(snapshot: Snapshot<unknown>): Snapshot<unknown> {
+  return snapshot.status === 'stopped' ? { ...snapshot, status: 'active' } : snapshot;
 }

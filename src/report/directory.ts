@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, unlink } from 'node:fs/promises';
+import { access, mkdir, open, readFile, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { writeUnique } from '../store/index.ts';
+import { writeAtomic, writeUnique } from '../store/index.ts';
 import { renderMarkdown } from './markdown.ts';
 import { ReportError, type Filing, type ReportSink, type StoredFiling } from './types.ts';
 
@@ -19,10 +19,14 @@ export function directorySink(dir: string): ReportSink {
       ready ??= mkdir(root, { recursive: true });
       await ready;
       const ref = await writeUnique(root, fileStem(filing), '.md', renderMarkdown(filing));
+      if (filing.late) await noteOnFailure(filing.late.failureKey, ref, filing);
       return { filing, ref };
     },
     async file(stored: StoredFiling) {
       return stored.ref;
+    },
+    async whereFiled(ref: string) {
+      return (await access(ref).then(() => true, () => false)) ? ref : undefined;
     },
   };
 }
@@ -40,6 +44,19 @@ export async function checkReportDirectory(dir: string): Promise<void> {
     const code = (err as NodeJS.ErrnoException).code;
     throw new ReportError(`cannot write reports to ${root}: ${code === 'EACCES' ? 'permission denied' : code === 'ENOTDIR' || code === 'EEXIST' ? 'not a directory' : (err as Error).message}`, { cause: err });
   }
+}
+
+/**
+ * Rule 4: a report that came after its job timed out is named at the end of
+ * the failure's file (rewritten whole, atomically), as a comment would be on
+ * an issue. Before the 200, like the report itself.
+ */
+async function noteOnFailure(failure: string | null, late: string, filing: Filing): Promise<void> {
+  if (failure === null) return;
+  const text = await readFile(failure, 'utf8').catch(() => undefined);
+  if (text === undefined || text.includes(late)) return;
+  const note = `\n\n> **dispatch:** a report came from \`${filing.job.ip ?? 'the server'}\` after this job had timed out: ${JSON.stringify(filing.report.title)}, in ${late}\n`;
+  await writeAtomic(failure, text.replace(/\n*$/, '') + note);
 }
 
 function fileStem(filing: Filing): string {

@@ -1,7 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GitHubError, toGitHubError, type GitHub, type IssueRef } from '../github/index.ts';
 import type { Log } from '../log.ts';
-import { issueMarker, partMarker, planIssue } from './issue.ts';
+import { issueMarker, linkMarker, partMarker, planIssue } from './issue.ts';
 import type { Outbox, OutboxEntry } from './outbox.ts';
 import type { Filing, ReportSink, StoredFiling } from './types.ts';
 
@@ -31,6 +32,8 @@ export class GitHubSink implements ReportSink {
   /** GitHub writes go one at a time: that is what its secondary limits ask for. */
   #chain: Promise<unknown> = Promise.resolve();
   #milestones: Promise<Map<string, number>> | undefined;
+  /** Entries this process stored: already on their way, never "from an earlier run". */
+  readonly #ours = new Set<string>();
 
   constructor(options: GitHubSinkOptions) {
     this.#options = options;
@@ -39,15 +42,24 @@ export class GitHubSink implements ReportSink {
   }
 
   async store(filing: Filing): Promise<StoredFiling> {
-    const entry = await this.#options.outbox.add(filing, this.#now());
+    // Known as ours before its file can be seen by recover().
+    const id = randomUUID();
+    this.#ours.add(id);
+    const entry = await this.#options.outbox.add(filing, this.#now(), id);
     const stored: Stored = { filing, ref: this.#options.outbox.path(entry), entry };
     return stored;
   }
 
   /** Reports an earlier run acknowledged but did not file. */
   async recover(): Promise<StoredFiling[]> {
-    const entries = await this.#options.outbox.pending((file, reason) => this.#options.log('report', `cannot read outbox entry ${file}: ${reason}; left in place`));
+    const entries = (await this.#options.outbox.pending((file, reason) => this.#options.log('report', `cannot read outbox entry ${file}: ${reason}; left in place`)))
+      // A failure stored by a timer that ran out during the start is being filed already: filing it twice could post it twice.
+      .filter((entry) => !this.#ours.has(entry.id));
     return entries.map((entry): Stored => ({ filing: entry.filing, ref: this.#options.outbox.path(entry), entry }));
+  }
+
+  async whereFiled(ref: string): Promise<string | undefined> {
+    return (await this.#options.outbox.filed(ref))?.issue?.url;
   }
 
   file(stored: StoredFiling): Promise<string> {
@@ -133,8 +145,41 @@ export class GitHubSink implements ReportSink {
       entry.commentAttempts = 0;
       await outbox.save(entry);
     }
+    if (entry.filing.late && !entry.linked) await this.#linkFromFailure(entry, issue);
     this.#options.log('report', `filed ${JSON.stringify(entry.filing.report.title)} (${entry.filing.job.name}, ${entry.filing.job.ip ?? 'no server'}) as ${issue.url}${comments.length > 0 ? ` with ${comments.length} comment(s)` : ''}`);
     return issue.url;
+  }
+
+  /**
+   * Rule 4: a report that came after its job timed out is named in a comment
+   * on the failure issue. Reports are filed one at a time in the order they
+   * were stored, so the failure (stored first) is filed by now.
+   */
+  async #linkFromFailure(entry: OutboxEntry, late: IssueRef): Promise<void> {
+    const { github, outbox, log } = this.#options;
+    const link = entry.filing.late!;
+    const failure = link.failureKey === null ? undefined : (await outbox.filed(link.failureKey))?.issue;
+    if (!failure) {
+      log('report', `the late report ${JSON.stringify(entry.filing.report.title)} is filed as ${late.url}, but its failure issue is not known: not linked from it`);
+    } else {
+      const marker = linkMarker(entry.id);
+      let posted = false;
+      if ((entry.linkAttempts ?? 0) > 0) {
+        const bodies = await github.commentBodies(failure.number).catch((err: unknown) => {
+          if (cannotList(err)) return [];
+          throw err;
+        });
+        posted = bodies.some((b) => b.includes(marker));
+      }
+      if (!posted) {
+        entry.linkAttempts = (entry.linkAttempts ?? 0) + 1;
+        await outbox.save(entry);
+        const title = JSON.stringify(entry.filing.report.title);
+        await github.createComment(failure.number, `**dispatch:** a report came from \`${entry.filing.job.ip ?? 'the server'}\` after this job had timed out: ${title}, filed as ${late.url}.\n\n${marker}`);
+      }
+    }
+    entry.linked = true;
+    await outbox.save(entry);
   }
 
   /** Create the issue; a milestone or assignees GitHub will not take are dropped, and the issue says so. */

@@ -19,6 +19,11 @@ export function issueMarker(id: string): string {
   return `<!-- dispatch:report:${id} -->`;
 }
 
+/** Hidden in the comment on a failure issue that links to report `id`, a late one (rule 4). */
+export function linkMarker(id: string): string {
+  return `<!-- dispatch:report:${id}:link -->`;
+}
+
 /** Hidden in comment `part` (2, 3, …) of a long report. */
 export function partMarker(id: string, part: number): string {
   return `<!-- dispatch:report:${id}:part:${part} -->`;

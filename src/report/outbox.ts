@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { IssueRef } from '../github/index.ts';
 import { removeDurably, writeAtomic } from '../store/index.ts';
 import type { Filing } from './types.ts';
@@ -19,6 +19,16 @@ export interface OutboxEntry {
   comments: number;
   /** Attempts at posting the next comment; above 0, look for its marker first. */
   commentAttempts: number;
+  /** A late report (rule 4): the comment on its failure issue that links to it is posted. */
+  linked?: boolean;
+  /** Attempts at posting that comment; above 0, look for its marker first. */
+  linkAttempts?: number;
+}
+
+/** What is kept of a filed report. */
+export interface FiledRecord {
+  readonly id: string;
+  readonly issue: IssueRef | null;
 }
 
 /**
@@ -35,8 +45,9 @@ export class Outbox {
     this.dir = dir;
   }
 
-  async add(filing: Filing, now: number): Promise<OutboxEntry> {
-    const entry: OutboxEntry = { version: 1, id: randomUUID(), createdAt: now, filing, attempts: 0, issue: null, comments: 0, commentAttempts: 0 };
+  /** Store a new entry; `id` may be chosen first, so the caller knows it before the file can be seen. */
+  async add(filing: Filing, now: number, id: string = randomUUID()): Promise<OutboxEntry> {
+    const entry: OutboxEntry = { version: 1, id, createdAt: now, filing, attempts: 0, issue: null, comments: 0, commentAttempts: 0 };
     await this.save(entry);
     return entry;
   }
@@ -74,6 +85,17 @@ export class Outbox {
       }
     }
     return entries.sort((a, b) => a.createdAt - b.createdAt);
+  }
+
+  /** Where the report stored at `path` (an entry's path) went, once it is filed; undefined before. */
+  async filed(path: string): Promise<FiledRecord | undefined> {
+    const id = basename(path, '.json');
+    try {
+      return JSON.parse(await readFile(join(this.dir, 'filed', `${id}.json`), 'utf8')) as FiledRecord;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
   }
 
   path(entry: OutboxEntry): string {

@@ -16,6 +16,23 @@ export interface Filing {
   readonly job: JobView;
   /** When dispatch received it (clock ms). */
   readonly receivedAt: number;
+  /** The run it belongs to, so a resumed run can tell its own stored reports from an earlier run's. */
+  readonly run?: string;
+  /**
+   * It came after its job failed by the run timeout (rule 4): the sink links
+   * it from the failure (a comment on the failure issue, a note in the
+   * failure file). `key` is where the failure report was stored.
+   */
+  readonly late?: LateLink;
+}
+
+/** The failure a late report belongs to. */
+export interface LateLink {
+  readonly failureTitle: string;
+  /** The failure report's StoredFiling.ref; null if it was never stored. */
+  readonly failureKey: string | null;
+  /** Where the failure was filed, when it was by the time the late report came. */
+  readonly failureRef: string | null;
 }
 
 /** Where reports end up: GitHub issues, or Markdown files in a directory. */
@@ -27,6 +44,8 @@ export interface ReportSink {
   file(stored: StoredFiling): Promise<string>;
   /** Filings an earlier run stored but did not file. */
   recover?(): Promise<StoredFiling[]>;
+  /** Where a filing stored at `ref` was filed, if it was; undefined when the sink cannot tell. */
+  whereFiled?(ref: string): Promise<string | undefined>;
   /** Stop filing; what is unfiled stays stored for the next start. */
   close?(): void;
 }

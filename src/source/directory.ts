@@ -38,7 +38,7 @@ export function directorySource(options: DirectorySourceOptions): WorkloadSource
           continue;
         }
         if (!matchesFilter(name, options.filters)) continue;
-        workloads.push(fileWorkload(name, path, info.size, contentType));
+        workloads.push({ ...fileWorkload(name, path, info.size, contentType), fingerprint: `${name} ${info.size} bytes, modified ${new Date(info.mtimeMs).toISOString()}` });
       }
       if (ignored.length > 0) {
         options.log(`ignoring ${ignored.length} file(s) in ${dir} that are not workloads (*.efi, *.iso, *.img): ${ignored.join(', ')}`);

@@ -47,6 +47,7 @@ export function githubSource(options: GitHubSourceOptions): WorkloadSource {
           name: asset.name,
           size: asset.size,
           contentType,
+          fingerprint: `${asset.name} asset ${asset.id}, updated ${asset.updatedAt}`,
           read: (range?: ByteRange) => cache.read(asset, range?.start ?? 0, range?.end ?? asset.size - 1),
         });
       }

@@ -14,6 +14,11 @@ export interface Workload {
   readonly name: string;
   readonly size: number;
   readonly contentType: BootContentType;
+  /**
+   * What these exact bytes are (an asset's id and updated_at, a file's size
+   * and mtime): a saved run is resumed only if every fingerprint matches.
+   */
+  readonly fingerprint?: string;
   /** A fresh stream of the workload's bytes (or of one range of them). */
   read(range?: ByteRange): Readable;
 }

@@ -26,6 +26,8 @@ export interface LabOptions {
   /** Workload files to serve: name → size (random bytes) or the bytes themselves. */
   readonly workloads: Readonly<Record<string, number | Buffer>>;
   readonly downloadTimeoutMs?: number;
+  /** Rule 4 (default: dispatch's 60 min). */
+  readonly runTimeoutMs?: number;
   readonly maxReportBytes?: number;
   /** Where dispatch listens (default 127.0.0.1); clients still connect to 127.0.0.1. */
   readonly host?: string;
@@ -83,6 +85,7 @@ export async function startLab(t: Cleanup, options: LabOptions) {
     maxReportBytes: options.maxReportBytes ?? 64 * 1024,
     downloadTimeoutMs: options.downloadTimeoutMs ?? 60_000,
     filters: [],
+    ...(options.runTimeoutMs === undefined ? {} : { runTimeoutMs: options.runTimeoutMs }),
   };
   const running = await startDispatch(config, { log: (subsystem, message) => logs.push(`${subsystem}: ${message}`) });
   opened.push(running);

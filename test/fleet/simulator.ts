@@ -53,10 +53,10 @@ export interface BootPlan {
   readonly oversized?: number;
   /** Reports PUT; `[]` reboots without reporting. Default: one report naming the server and boot. */
   readonly reports?: readonly ReportBody[] | ((boot: { readonly ip: string; readonly index: number; readonly workload: Seen }) => readonly ReportBody[]);
-  /** The workload runs this long between `beacon boot` and its reports. */
-  readonly runMs?: number;
   /** The server dies here and never comes back (power cut, hang). */
   readonly crash?: 'after-head' | 'after-download' | 'after-boot';
+  /** The workload runs this long between `beacon boot` and its reports (default 0). */
+  readonly runMs?: number;
 }
 
 /** One server's script: `boots[i]` for its i-th boot, then `then` for every later one. */
@@ -86,6 +86,20 @@ export interface FleetOptions {
   readonly retryDelayMs?: number;
   /** Read downloads no faster than this (a slow link; default: as fast as they come). */
   readonly bytesPerSecond?: number;
+  /**
+   * A boot whose HEAD or GET fails in transport (dispatch away: refused,
+   * reset mid-body) starts over from HEAD after `retryDelayMs`, as the boot
+   * manager retries a failed HTTP boot, up to this many times per boot
+   * (default 0: the server stops with an error).
+   */
+  readonly rebootOnError?: number;
+  /**
+   * `beacon boot` and `beacon report` are sent again after `retryDelayMs`
+   * when they fail in transport, up to this many times (default 0). A
+   * report sent again gets ` (retry N)` on its title, so each copy can be
+   * told apart when counting what was filed.
+   */
+  readonly beaconRetries?: number;
   readonly signal?: AbortSignal;
 }
 
@@ -131,6 +145,8 @@ export interface ServerLog {
   readonly requests: RequestRecord[];
   readonly boots: BootRecord[];
   stopped: StopReason;
+  /** Boots started over from HEAD because the firmware's request failed in transport (rebootOnError). */
+  restarts: number;
   /** Why it stopped, when it was an error. */
   error?: string;
   /** Protocol rules the answers broke (length or type mismatch, bad ranges, …). */
@@ -177,6 +193,8 @@ export async function runFleet(options: FleetOptions): Promise<FleetLog> {
         retries: options.firmwareRetries ?? 0,
         retryDelayMs: options.retryDelayMs ?? 200,
         bytesPerSecond: options.bytesPerSecond,
+        rebootOnError: options.rebootOnError ?? 0,
+        beaconRetries: options.beaconRetries ?? 0,
         signal,
         started,
       }).run(),
@@ -219,6 +237,8 @@ interface ServerContext {
   readonly retries: number;
   readonly retryDelayMs: number;
   readonly bytesPerSecond: number | undefined;
+  readonly rebootOnError: number;
+  readonly beaconRetries: number;
   readonly signal: AbortSignal;
   readonly started: number;
 }
@@ -239,7 +259,7 @@ class SimulatedServer {
     readonly plan: ServerPlan,
     readonly ctx: ServerContext,
   ) {
-    this.#log = { ip, requests: [], boots: [], stopped: 'max-boots', violations: [] };
+    this.#log = { ip, requests: [], boots: [], stopped: 'max-boots', restarts: 0, violations: [] };
   }
 
   async run(): Promise<ServerLog> {
@@ -267,14 +287,24 @@ class SimulatedServer {
   }
 
   async #boot(index: number, plan: BootPlan): Promise<void> {
-    // A reboot: whatever the previous boot left open is gone, as on real hardware.
-    const firmware = new http.Agent({ keepAlive: true, maxSockets: 1 });
-    const workload = new http.Agent({ keepAlive: true, maxSockets: 1 });
-    try {
-      await this.#bootWith(index, plan, firmware, workload);
-    } finally {
-      firmware.destroy();
-      workload.destroy();
+    for (let restarts = 0; ; restarts += 1) {
+      // A reboot: whatever the previous boot left open is gone, as on real hardware.
+      const firmware = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      const workload = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      const recorded = this.#log.boots.length;
+      try {
+        await this.#bootWith(index, plan, firmware, workload);
+        return;
+      } catch (err) {
+        // Stop ends the script; anything else here is the firmware's HEAD or GET failing in transport.
+        if (err instanceof Stop || restarts >= this.ctx.rebootOnError) throw err;
+        this.#log.boots.splice(recorded);
+        this.#log.restarts += 1;
+        await this.#pause(this.ctx.retryDelayMs);
+      } finally {
+        firmware.destroy();
+        workload.destroy();
+      }
     }
   }
 
@@ -313,7 +343,7 @@ class SimulatedServer {
     if (plan.crash === 'after-download') this.#crash(boot, plan.crash);
 
     // The workload runs: beacon talks over its own connection, as a booted OS would.
-    for (let n = 0; n < (plan.beacons ?? 1); n += 1) boot.beacons.push(await this.#beacon('POST', beacon));
+    for (let n = 0; n < (plan.beacons ?? 1); n += 1) boot.beacons.push(await this.#beaconRetried('POST', beacon));
     if (plan.crash === 'after-boot') this.#crash(boot, plan.crash);
     if (plan.runMs !== undefined) await this.#pause(plan.runMs);
     for (const text of plan.garbage ?? []) boot.garbage.push(await this.#beacon('PUT', beacon, text));
@@ -323,7 +353,22 @@ class SimulatedServer {
         ? plan.reports({ ip: this.ip, index, workload: boot.workload })
         : (plan.reports ?? [{ title: `boot ${index} on ${this.ip}`, body: `sha256 ${boot.workload.sha256}\n`, labels: ['fleet'] }]);
     for (const report of reports) {
-      boot.reports.push({ title: report.title, status: await this.#beacon('PUT', beacon, JSON.stringify(report)) });
+      for (let attempt = 0; ; attempt += 1) {
+        const title = attempt === 0 ? report.title : `${report.title} (retry ${attempt})`;
+        const status = await this.#beacon('PUT', beacon, JSON.stringify({ ...report, title }));
+        boot.reports.push({ title, status });
+        if (status !== null || attempt >= this.ctx.beaconRetries) break;
+        await this.#pause(this.ctx.retryDelayMs);
+      }
+    }
+  }
+
+  /** `beacon boot`, sent again while dispatch cannot be reached (beaconRetries). */
+  async #beaconRetried(method: 'POST', agent: http.Agent): Promise<number | null> {
+    for (let attempt = 0; ; attempt += 1) {
+      const status = await this.#beacon(method, agent);
+      if (status !== null || attempt >= this.ctx.beaconRetries) return status;
+      await this.#pause(this.ctx.retryDelayMs);
     }
   }
 

@@ -30,6 +30,8 @@ export interface GitHubLabOptions {
   readonly setup: (fake: FakeGitHub) => void;
   readonly filters?: readonly string[];
   readonly downloadTimeoutMs?: number;
+  /** Rule 4 (default: dispatch's 60 min). */
+  readonly runTimeoutMs?: number;
   readonly maxReportBytes?: number;
   /** Octokit's write spacing (off unless a test is about it). */
   readonly throttle?: boolean;
@@ -71,9 +73,10 @@ export async function startGitHubLab(t: Cleanup, options: GitHubLabOptions) {
     maxReportBytes: options.maxReportBytes ?? 1024 * 1024,
     downloadTimeoutMs: options.downloadTimeoutMs ?? 60_000,
     filters: options.filters ?? [],
+    ...(options.runTimeoutMs === undefined ? {} : { runTimeoutMs: options.runTimeoutMs }),
   };
-  const start = () =>
-    startDispatch(config, {
+  const start = (extra: Partial<Config> = {}) =>
+    startDispatch({ ...config, ...extra }, {
       log: (subsystem, message) => logs.push(`${subsystem}: ${message}`),
       env: {},
       gh: async () => undefined,
@@ -136,9 +139,10 @@ export async function startGitHubLab(t: Cleanup, options: GitHubLabOptions) {
    * Stop this dispatch and start another on the same state directory (on a
    * port of its own): what a restart after a crash or a stop finds.
    */
-  const restart = async (): Promise<Running> => {
+  const restart = async (extra: { readonly resume?: boolean; readonly downMs?: number } = {}): Promise<Running> => {
     await running?.close();
-    running = await start();
+    if (extra.downMs) await delay(extra.downMs);
+    running = await start(extra.resume === undefined ? {} : { resume: extra.resume });
     return running;
   };
 
