@@ -86,9 +86,27 @@ describe('--run-timeout and --resume on the command line', () => {
     const { args } = await lab(t);
     const run = start([...args, '--resume']);
     await run.url();
-    assert.match(run.output.stdout, /--resume: no saved run of directory .*: starting afresh/);
+    assert.match(run.output.stdout, /--resume: no saved run in .*: starting afresh/);
     run.child.kill('SIGTERM');
     assert.equal(await run.exited, 0);
+  });
+
+  test('--resume refuses when the last saved run was of another source', async (t) => {
+    const { args, dir } = await lab(t);
+    const first = start(args);
+    await first.url();
+    first.child.kill('SIGTERM');
+    assert.equal(await first.exited, 0);
+    const other = join(dir, 'other');
+    await mkdir(other);
+    await writeFile(join(other, 'z.efi'), Buffer.alloc(100, 'z'));
+    const otherArgs = args.map((arg) => (arg.endsWith('/workloads') ? other : arg));
+    await usageError([...otherArgs, '--resume'], /cannot resume: the last run saved in .* was of directory .*\/workloads, not directory .*\/other; start without --resume/);
+    // Without --resume it is simply a new run.
+    const fresh = start(otherArgs);
+    await fresh.url();
+    fresh.child.kill('SIGTERM');
+    assert.equal(await fresh.exited, 0);
   });
 
   test('--resume refuses a saved run whose workloads changed, in one line, and a damaged state file too', async (t) => {

@@ -8,7 +8,7 @@ import type { Log } from '../log.ts';
 import { createAdvertiser } from '../mdns/index.ts';
 import { checkReportDirectory, directorySink, GitHubSink, Outbox, ReportError, Reporter, type ReportSink } from '../report/index.ts';
 import { builtinEfi, directorySource, githubSource, SourceError, type Workload, type WorkloadSource } from '../source/index.ts';
-import { AssetCache, identityMismatch, loadRun, runFolder, StateWriter, type SourceIdentity } from '../store/index.ts';
+import { AssetCache, identityMismatch, lastRunElsewhere, loadRun, runFolder, StateWriter, type SourceIdentity } from '../store/index.ts';
 import { UsageError, type Config } from './options.ts';
 import { formatDuration } from './units.ts';
 
@@ -82,7 +82,7 @@ export async function startDispatch(config: Config, deps: StartDeps): Promise<Ru
 
   const identity = sourceIdentity(config, github, workloads);
   const folder = runFolder(config.stateDir, identity);
-  const restore = config.resume ? await savedRun(folder, identity, log) : undefined;
+  const restore = config.resume ? await savedRun(config.stateDir, folder, identity, log) : undefined;
   const runTimeoutMs = config.runTimeoutMs ?? 60 * 60_000;
   let queue: Queue;
   try {
@@ -166,7 +166,7 @@ function sourceIdentity(config: Config, github: GitHub | undefined, workloads: r
 }
 
 /** The saved run to continue, checked to be this one; undefined (said in the log) when there is none. */
-async function savedRun(folder: string, identity: SourceIdentity, log: Log): Promise<QueueState | undefined> {
+async function savedRun(stateDir: string, folder: string, identity: SourceIdentity, log: Log): Promise<QueueState | undefined> {
   let saved;
   try {
     saved = await loadRun<QueueState>(folder);
@@ -174,7 +174,10 @@ async function savedRun(folder: string, identity: SourceIdentity, log: Log): Pro
     throw new UsageError(`cannot resume: ${(err as Error).message}`, { cause: err });
   }
   if (!saved) {
-    log('state', `--resume: no saved run of ${identity.where}: starting afresh`);
+    // The run to continue was of something else: say so rather than start a new one unasked.
+    const other = await lastRunElsewhere(stateDir, folder);
+    if (other !== undefined) throw new UsageError(`cannot resume: the last run saved in ${stateDir} was of ${other}, not ${identity.where}; start without --resume to begin a new run`);
+    log('state', `--resume: no saved run in ${stateDir}: starting afresh`);
     return undefined;
   }
   const why = identityMismatch(saved.identity, identity);

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeAtomic } from './durable.ts';
 
@@ -51,6 +51,27 @@ export async function loadRun<T>(folder: string): Promise<SavedRun<T> | undefine
   } catch (err) {
     throw new StateError(`the saved run ${path} is damaged (${(err as Error).message}); start without --resume to begin afresh`, { cause: err });
   }
+}
+
+/**
+ * The source of the most recently saved run in `stateDir` other than the one
+ * in `folder`, or undefined. Unreadable folders and files are passed over:
+ * this only tells a user which run `--resume` would have meant.
+ */
+export async function lastRunElsewhere(stateDir: string, folder: string): Promise<string | undefined> {
+  const runs = join(stateDir, 'runs');
+  const names = await readdir(runs).catch(() => [] as string[]);
+  let latest: { where: string; at: number } | undefined;
+  for (const name of names) {
+    const other = join(runs, name);
+    if (other === folder) continue;
+    const path = join(other, 'state.json');
+    const at = await stat(path).then((s) => s.mtimeMs, () => undefined);
+    if (at === undefined || (latest && latest.at >= at)) continue;
+    const where = await readFile(path, 'utf8').then((text) => (JSON.parse(text) as SavedRun<unknown>).identity?.where, () => undefined);
+    if (typeof where === 'string') latest = { where, at };
+  }
+  return latest?.where;
 }
 
 /** Why a saved run is not this one, or undefined when it is. */
