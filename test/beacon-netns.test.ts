@@ -31,7 +31,7 @@ describe('beacon finds dispatch over mDNS', { skip: reason && `skipped: ${reason
     b = await lab.namespace('d');
     await lab.link(a, b, NET, 5);
     for (const port of PORTS) {
-      const started = lab.spawn(a, process.execPath, ['--import', 'tsx', 'src/cli/main.ts', '--dir', 'examples/workloads', '--bind', `0.0.0.0:${port}`, '--reports', join(scratch, `reports-${port}`)]);
+      const started = lab.spawn(a, process.execPath, ['--import', 'tsx', 'src/cli/main.ts', '--dir', 'examples/workloads', '--bind', `0.0.0.0:${port}`, '--reports', join(scratch, `reports-${port}`), '--state-dir', join(scratch, `state-${port}`)]);
       await started.stdout.wait(/mdns {2}advertising dispatch-[0-9a-f]{4}\._dispatch\._tcp\.local/);
       await started.stdout.wait(/listening on/);
       dispatches.push(started);

@@ -38,7 +38,7 @@ describe('fuzz', () => {
     const workloads = join(dir, 'workloads');
     await mkdir(workloads);
     for (let i = 0; i < 40; i += 1) await writeFile(join(workloads, `w${String(i).padStart(2, '0')}.efi`), Buffer.alloc(4096, i));
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, '--dir', workloads, '--reports', join(dir, 'reports'), '--bind', '127.0.0.1:0', '--no-mdns'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, '--dir', workloads, '--reports', join(dir, 'reports'), '--state-dir', join(dir, 'state'), '--bind', '127.0.0.1:0', '--no-mdns'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     t.after(() => child.kill('SIGKILL'));
     let stdout = '';
     let stderr = '';

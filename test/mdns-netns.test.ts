@@ -55,7 +55,7 @@ describe('mDNS between two network namespaces', { skip: reason && `skipped: ${re
 
   /** The real CLI, advertising (no --no-mdns), inside namespace A. */
   const dispatch = async (port: number) => {
-    const started = lab.spawn(a, process.execPath, ['--import', 'tsx', 'src/cli/main.ts', '--dir', 'examples/workloads', '--bind', `0.0.0.0:${port}`, '--reports', join(scratch, `reports-${port}`)]);
+    const started = lab.spawn(a, process.execPath, ['--import', 'tsx', 'src/cli/main.ts', '--dir', 'examples/workloads', '--bind', `0.0.0.0:${port}`, '--reports', join(scratch, `reports-${port}`), '--state-dir', join(scratch, `state-${port}`)]);
     const [, instance] = await started.stdout.wait(/mdns {2}advertising (dispatch-[0-9a-f]{4})\._dispatch\._tcp\.local on \S+ \(([\d.]+)\) port (\d+)/);
     await started.stdout.wait(/listening on/);
     return { started, instance: instance! };
@@ -161,7 +161,7 @@ describe('mDNS between two network namespaces', { skip: reason && `skipped: ${re
   test('an avahi-daemon on the same host keeps working: it still gets unicast, dispatch answers multicast', { skip: missingAvahi }, async (t) => {
     if (!avahiEnv) return t.skip('avahi did not start in the test before');
     const port = 18082;
-    const started = lab.spawn(b, process.execPath, ['--import', 'tsx', 'src/cli/main.ts', '--dir', 'examples/workloads', '--bind', `0.0.0.0:${port}`, '--reports', join(scratch, 'reports-b')]);
+    const started = lab.spawn(b, process.execPath, ['--import', 'tsx', 'src/cli/main.ts', '--dir', 'examples/workloads', '--bind', `0.0.0.0:${port}`, '--reports', join(scratch, 'reports-b'), '--state-dir', join(scratch, 'state-b')]);
     try {
       const [, instance] = await started.stdout.wait(/advertising (dispatch-[0-9a-f]{4})\./);
       assert.match(started.stdout.text, /port 5353 is shared with another responder/);

@@ -27,7 +27,7 @@ async function scratchLab(t: Cleanup, workloads: Readonly<Record<string, number>
     // Distinct bytes per file; content does not matter beyond that.
     await writeFile(join(dir, 'workloads', name), Buffer.alloc(size, name));
   }
-  return { dir, workloads: join(dir, 'workloads'), reports: join(dir, 'reports') };
+  return { dir, workloads: join(dir, 'workloads'), reports: join(dir, 'reports'), state: join(dir, 'state') };
 }
 
 /** dispatch in CI mode, as a child process: resolves with its exit code and output once it exits by itself. */
@@ -59,7 +59,7 @@ function assertFleetClean(log: FleetLog) {
 describe('--exit-when-done (CI mode)', () => {
   test('a run with one failing workload exits 1 with a summary naming the failure', async (t) => {
     const lab = await scratchLab(t, { 'a-ok.efi': 2048, 'b-hangs.efi': 2048, 'c-ok.efi': 2048 });
-    const dispatch = ciRun(t, ['--dir', lab.workloads, '--reports', lab.reports, '--log', 'plain', '--linger', '30s']);
+    const dispatch = ciRun(t, ['--dir', lab.workloads, '--reports', lab.reports, '--state-dir', lab.state, '--log', 'plain', '--linger', '30s']);
     // Server 1 takes a-ok.efi and reboots without reporting (rule 3 fails it), server 2 b-…; both go on to the rest.
     const plans: ServerPlan[] = [{ boots: [{ reports: [] }] }, {}];
     const fleet = await runFleet({ url: await dispatch.url, servers: plans, firmwareRetries: 3, deadlineMs: 30_000 });
@@ -80,7 +80,7 @@ describe('--exit-when-done (CI mode)', () => {
 
   test('a clean run exits 0; with --log json every line of output is one JSON object, the summary last', async (t) => {
     const lab = await scratchLab(t, { 'one.efi': 1024, 'two.efi': 1024 });
-    const dispatch = ciRun(t, ['--dir', lab.workloads, '--reports', lab.reports, '--log', 'json']);
+    const dispatch = ciRun(t, ['--dir', lab.workloads, '--reports', lab.reports, '--state-dir', lab.state, '--log', 'json']);
     const fleet = await runFleet({ url: await dispatch.url, servers: 2, firmwareRetries: 3, deadlineMs: 30_000 });
     assertFleetClean(fleet);
     const code = await Promise.race([dispatch.exited, delay(15_000).then(() => 'still running')]);
@@ -102,7 +102,7 @@ describe('--exit-when-done (CI mode)', () => {
 
   test('a server that never fetches poweroff.efi holds the exit back only for --linger', async (t) => {
     const lab = await scratchLab(t, { 'only.efi': 1024 });
-    const dispatch = ciRun(t, ['--dir', lab.workloads, '--reports', lab.reports, '--log', 'plain', '--linger', '2s']);
+    const dispatch = ciRun(t, ['--dir', lab.workloads, '--reports', lab.reports, '--state-dir', lab.state, '--log', 'plain', '--linger', '2s']);
     // One boot, then the server is switched off by hand: it never comes back for poweroff.efi.
     const fleet = await runFleet({ url: await dispatch.url, servers: 1, maxBoots: 1, deadlineMs: 30_000 });
     assert.equal(fleet.servers[0]!.stopped, 'max-boots');
@@ -149,7 +149,7 @@ describe('the TUI in a real terminal (tmux)', async () => {
     const tmux = (...args: string[]) => run('tmux', ['-L', socket, ...args]).then((r) => r.stdout);
     t.after(() => tmux('kill-server').catch(() => undefined));
     const exitFile = join(lab.dir, 'exit');
-    const command = `node ${join(ROOT, 'dist/cli/main.js')} --dir ${lab.workloads} --reports ${lab.reports} --bind 127.0.0.1:0 --no-mdns; echo $? > ${exitFile}; sleep 60`;
+    const command = `node ${join(ROOT, 'dist/cli/main.js')} --dir ${lab.workloads} --reports ${lab.reports} --state-dir ${lab.state} --bind 127.0.0.1:0 --no-mdns; echo $? > ${exitFile}; sleep 60`;
     await tmux('new-session', '-d', '-s', 'lab', '-x', '100', '-y', '30', command);
     const screen = () => tmux('capture-pane', '-p', '-t', 'lab');
     const waitFor = async (what: RegExp, ms = 20_000): Promise<string> => {
