@@ -96,6 +96,8 @@ export interface RequestRecord {
   readonly error?: string;
   /** ms since the run started. */
   readonly at: number;
+  /** How long the request took, from sending it to the end of the answer (ms). */
+  readonly ms: number;
 }
 
 export interface BootRecord {
@@ -392,11 +394,11 @@ class SimulatedServer {
         ...(extra.body === undefined ? {} : { body: extra.body }),
         ...(extra.breakAfter === undefined ? {} : { breakAfter: extra.breakAfter }),
       });
-      this.#log.requests.push({ method, status: answer.status, bytes: answer.body.byteLength, at, ...(extra.range ? { range: extra.range } : {}), ...(answer.localPort === undefined ? {} : { localPort: answer.localPort }) });
+      this.#log.requests.push({ method, status: answer.status, bytes: answer.body.byteLength, at, ms: this.#now() - at, ...(extra.range ? { range: extra.range } : {}), ...(answer.localPort === undefined ? {} : { localPort: answer.localPort }) });
       return answer;
     } catch (err) {
       const error = err instanceof Error ? err.message : String(err);
-      this.#log.requests.push({ method, status: null, bytes: 0, at, error, ...(extra.range ? { range: extra.range } : {}) });
+      this.#log.requests.push({ method, status: null, bytes: 0, at, ms: this.#now() - at, error, ...(extra.range ? { range: extra.range } : {}) });
       if (this.ctx.signal.aborted) throw new Stop('deadline', 'the run ended');
       throw err;
     }

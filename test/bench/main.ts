@@ -1,0 +1,213 @@
+import { randomFillSync } from 'node:crypto';
+import { link, mkdir, mkdtemp, open, readdir, rm } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startFakeGitHub } from '../github/fake.ts';
+import { loopbackAddress, runFleet } from '../fleet/simulator.ts';
+import { curlAll, type Downloads } from './curl.ts';
+import { cpuOf, freePort, nginxAvailable, startDispatchCli, startNginx, type Spawned } from './processes.ts';
+
+/**
+ * `npm run bench [-- --quick] [-- --only throughput,memory,fleet,cache] [-- --cpu-prof DIR]`
+ *
+ * Prints figures, asserts none (DESIGN §12). Every figure of a section is
+ * measured side by side in one run, so ratios hold even on a busy machine.
+ * dispatch is the built CLI in a process of its own; clients are other
+ * processes (curl) or the fleet simulator in this one.
+ */
+
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    'cpu-prof': { type: 'string' },
+  },
+});
+const quick = flags.quick!;
+const sections = new Set((flags.only ?? 'throughput,memory,fleet,cache').split(','));
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+const SIZE = quick ? 256 * MiB : GiB;
+const CLIENTS = quick ? [1, 4] : [1, 4, 16];
+const MEMORY_CLIENTS = quick ? 8 : 32;
+const FLEET = quick ? 200 : 1000;
+const FLEET_WORKLOAD = 64 * 1024;
+const CACHE_SERVERS = 20;
+const CACHE_SIZE = quick ? 16 * MiB : 64 * MiB;
+/** curl gives up after this long: a bench that hangs is no bench. */
+const CURL_TIMEOUT_S = 300;
+const nodeFlags = flags['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', flags['cpu-prof']] : [];
+
+/** Every simulated client gets an address no other client of this run used (dispatch tells servers apart by address). */
+let nextAddress = 0;
+const addresses = (n: number) => Array.from({ length: n }, () => loopbackAddress(nextAddress++));
+
+const scratch = await mkdtemp(join(tmpdir(), 'dispatch-bench-'));
+const running = new Set<Spawned>();
+const own = <T extends Spawned>(p: T): T => (running.add(p), p);
+const release = async (p: Spawned) => {
+  running.delete(p);
+  await p.stop();
+};
+let interrupted = false;
+process.once('SIGINT', () => {
+  interrupted = true;
+  void cleanup().then(() => process.exit(130));
+});
+
+async function cleanup() {
+  for (const p of [...running]) await release(p);
+  await rm(scratch, { recursive: true, force: true });
+}
+
+const mib = (bytes: number) => bytes / MiB;
+const fmt = (n: number, digits = 0) => n.toFixed(digits);
+const rate = (d: Downloads) => mib(d.bytes) / (d.ms / 1000);
+const mb = (bytes: number) => `${fmt(bytes / 1e6)} MB`;
+
+/** Random bytes (not sparse, not compressible), written in 16 MiB pieces. */
+async function makeFile(path: string, size: number): Promise<void> {
+  const handle = await open(path, 'w');
+  const chunk = Buffer.allocUnsafe(16 * MiB);
+  try {
+    for (let at = 0; at < size; at += chunk.byteLength) {
+      const length = Math.min(chunk.byteLength, size - at);
+      randomFillSync(chunk, 0, length);
+      await handle.write(chunk, 0, length, at);
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/** `count` workloads that are all the same file: hard links, so one inode and one page cache. */
+async function workloadDir(name: string, file: string, count: number, extension: string): Promise<string> {
+  const dir = join(scratch, name);
+  await mkdir(dir);
+  for (let i = 0; i < count; i += 1) await link(file, join(dir, `w${String(i).padStart(4, '0')}.${extension}`));
+  return dir;
+}
+
+function failures(d: Downloads, size: number): string {
+  const bad = d.results.filter((r) => r.status !== 200 || r.bytes !== size || r.error);
+  return bad.length === 0 ? '' : `  ERRORS: ${bad.length} (${bad.map((r) => r.error ?? `${r.status} ${r.bytes} bytes`).slice(0, 3).join('; ')})`;
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+async function throughput(big: string) {
+  console.log(`\n## throughput: ${CLIENTS.join(', ')} concurrent clients, each downloading ${fmt(mib(SIZE))} MiB (curl -s -o /dev/null processes, one 127.0.x.y source address each)`);
+  const total = CLIENTS.reduce((a, b) => a + b, 0);
+  // Each client is a new server to dispatch, so it is handed the next job: every job is the same file.
+  const dir = await workloadDir('throughput', big, total, 'img');
+  const dispatch = own(await startDispatchCli({ home: join(scratch, 'dispatch-throughput'), port: await freePort(), args: ['--dir', dir], nodeFlags }));
+  const hasNginx = nginxAvailable();
+  const nginx = hasNginx ? own(await startNginx(join(scratch, 'nginx'), dir, await freePort())) : undefined;
+  if (!nginx) console.log('nginx not found at /usr/sbin/nginx: comparison skipped (install it with `apt-get install nginx`)');
+  console.log('clients  dispatch MiB/s  nginx MiB/s  dispatch/nginx');
+  for (const n of CLIENTS) {
+    const d = await curlAll(Array(n).fill(dispatch.url), addresses(n), CURL_TIMEOUT_S);
+    const x = nginx ? await curlAll(Array(n).fill(`${nginx.origin}/w0000.img`), addresses(n), CURL_TIMEOUT_S) : undefined;
+    console.log(
+      `${String(n).padStart(7)}  ${fmt(rate(d)).padStart(14)}  ${(x ? fmt(rate(x)) : '-').padStart(11)}  ${(x ? fmt(rate(d) / rate(x), 2) : '-').padStart(14)}${failures(d, SIZE)}${x ? failures(x, SIZE) : ''}`,
+    );
+  }
+  const peak = await dispatch.peak();
+  console.log(`dispatch peak RSS during throughput: ${mb(Math.max(peak.sampled, peak.hwm))}${nginx ? `; nginx worker: ${mb((await nginx.peak()).hwm)}` : ''}`);
+  await release(dispatch);
+  if (nginx) await release(nginx);
+}
+
+async function memory(big: string) {
+  console.log(`\n## memory: ${MEMORY_CLIENTS} clients downloading ${fmt(mib(SIZE))} MiB each at once`);
+  const dir = await workloadDir('memory', big, MEMORY_CLIENTS, 'img');
+  const dispatch = own(await startDispatchCli({ home: join(scratch, 'dispatch-memory'), port: await freePort(), args: ['--dir', dir], nodeFlags }));
+  const idle = await dispatch.peak();
+  const d = await curlAll(Array(MEMORY_CLIENTS).fill(dispatch.url), addresses(MEMORY_CLIENTS), CURL_TIMEOUT_S);
+  const peak = await dispatch.peak();
+  console.log(`dispatch RSS idle ${mb(idle.hwm)}, peak ${mb(Math.max(peak.sampled, peak.hwm))} (VmHWM ${mb(peak.hwm)}, largest VmRSS sample ${mb(peak.sampled)}); ${fmt(rate(d))} MiB/s aggregate${failures(d, SIZE)}`);
+  await release(dispatch);
+}
+
+async function fleet() {
+  console.log(`\n## fleet: ${FLEET} simulated servers at once (each its own 127.x.y.z), full protocol: HEAD, GET ${FLEET_WORKLOAD / 1024} KiB, POST, PUT, reboot, HEAD+GET poweroff.efi`);
+  const file = join(scratch, 'small.efi');
+  await makeFile(file, FLEET_WORKLOAD);
+  const dir = await workloadDir('fleet', file, FLEET, 'efi');
+  const home = join(scratch, 'dispatch-fleet');
+  const dispatch = own(await startDispatchCli({ home, port: await freePort(), args: ['--dir', dir], nodeFlags }));
+  const cpuBefore = await cpuOf(dispatch.pid);
+  const simBefore = process.cpuUsage();
+  const log = await runFleet({ url: dispatch.url, servers: FLEET, requestTimeoutMs: 10_000, deadlineMs: 120_000, firstAddress: nextAddress });
+  nextAddress += FLEET;
+  const cpu = (await cpuOf(dispatch.pid)) - cpuBefore;
+  const sim = process.cpuUsage(simBefore);
+  const peak = await dispatch.peak();
+  const requests = log.servers.flatMap((s) => s.requests);
+  const failed = requests.filter((r) => r.status === null || r.status >= 400);
+  const unfinished = log.servers.filter((s) => s.stopped !== 'poweroff');
+  const violations = log.servers.flatMap((s) => s.violations);
+  const reports = (await readdir(join(home, 'reports')).catch(() => [])).filter((n) => n.endsWith('.md')).length;
+  console.log(`wall ${fmt(log.ms)} ms, ${requests.length} requests, errors ${failed.length}, servers not powered off ${unfinished.length}, protocol violations ${violations.length}, reports on disk ${reports}`);
+  for (const sample of [...failed.map((r) => `${r.method} ${r.status ?? r.error}`), ...unfinished.map((s) => `${s.ip}: ${s.stopped} ${s.error ?? ''}`), ...violations].slice(0, 5)) console.log(`  e.g. ${sample}`);
+  console.log('call   count   p50 ms   p99 ms   max ms');
+  for (const method of ['HEAD', 'GET', 'POST', 'PUT']) {
+    const ms = requests.filter((r) => r.method === method).map((r) => r.ms).sort((a, b) => a - b);
+    console.log(`${method.padEnd(5)}  ${String(ms.length).padStart(5)}  ${fmt(percentile(ms, 50), 1).padStart(7)}  ${fmt(percentile(ms, 99), 1).padStart(7)}  ${fmt(ms.at(-1) ?? NaN, 1).padStart(7)}`);
+  }
+  console.log(`dispatch peak RSS ${mb(Math.max(peak.sampled, peak.hwm))}; CPU used: dispatch ${fmt(cpu)} ms, the simulator (this process) ${fmt((sim.user + sim.system) / 1000)} ms`);
+  await release(dispatch);
+}
+
+async function cache() {
+  console.log(`\n## cache: ${CACHE_SERVERS} servers at once booting the same ${fmt(mib(CACHE_SIZE))} MiB release asset from the fake GitHub (one asset per server, same bytes, same digest)`);
+  const file = join(scratch, 'asset.efi');
+  await makeFile(file, CACHE_SIZE);
+  const fake = await startFakeGitHub();
+  try {
+    const token = 'ghp_dispatchBenchToken000000000000000000';
+    fake.addRepo({ owner: 'acme', name: 'lab' });
+    fake.addToken({ token, login: 'acme' });
+    fake.addRelease('acme/lab', {
+      tag: 'v1',
+      assets: Array.from({ length: CACHE_SERVERS }, (_, i) => ({ name: `memtest-${String(i).padStart(2, '0')}.efi`, contentType: 'application/vnd.dispatch+efi', path: file })),
+    });
+    const dispatch = own(
+      await startDispatchCli({
+        home: join(scratch, 'dispatch-cache'),
+        port: await freePort(),
+        args: ['--owner', 'acme', '--repo', 'lab', '--tag', 'v1', '--api-url', fake.apiUrl],
+        env: { GITHUB_TOKEN: token },
+        nodeFlags,
+      }),
+    );
+    const d = await curlAll(Array(CACHE_SERVERS).fill(dispatch.url), addresses(CACHE_SERVERS), CURL_TIMEOUT_S);
+    const blobs = fake.requestsTo('bytes').length;
+    const api = fake.requestsTo('api').filter((r) => /\/releases\/assets\/\d+$/.test(r.path)).length;
+    console.log(`upstream downloads ${blobs} (asset API requests ${api}); time to last byte ${fmt(d.ms)} ms for all ${CACHE_SERVERS}; ${fmt(rate(d))} MiB/s aggregate${failures(d, CACHE_SIZE)}`);
+    await release(dispatch);
+  } finally {
+    await fake.close();
+  }
+}
+
+try {
+  console.log(`# dispatch bench${quick ? ' (--quick)' : ''}: Node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), loopback`);
+  let big: string | undefined;
+  if (sections.has('throughput') || sections.has('memory')) {
+    big = join(scratch, 'big.img');
+    const t = Date.now();
+    await makeFile(big, SIZE);
+    console.log(`(made a ${fmt(mib(SIZE))} MiB file of random bytes in ${Date.now() - t} ms)`);
+  }
+  if (sections.has('throughput') && !interrupted) await throughput(big!);
+  if (sections.has('memory') && !interrupted) await memory(big!);
+  if (sections.has('fleet') && !interrupted) await fleet();
+  if (sections.has('cache') && !interrupted) await cache();
+} finally {
+  await cleanup();
+}
