@@ -108,12 +108,18 @@ async function throughput(big: string) {
   const hasNginx = nginxAvailable();
   const nginx = hasNginx ? own(await startNginx(join(scratch, 'nginx'), dir, await freePort())) : undefined;
   if (!nginx) console.log('nginx not found at /usr/sbin/nginx: comparison skipped (install it with `apt-get install nginx`)');
-  console.log('clients  dispatch MiB/s  nginx MiB/s  dispatch/nginx');
+  // CPU time per GiB served says what each server costs even when the machine is busy with other work.
+  const timed = async (server: Spawned, url: string, n: number) => {
+    const before = await cpuOf(server.pid);
+    const downloads = await curlAll(Array(n).fill(url), addresses(n), CURL_TIMEOUT_S);
+    return { downloads, cpuPerGiB: ((await cpuOf(server.pid)) - before) / (downloads.bytes / GiB) };
+  };
+  console.log('clients  dispatch MiB/s  nginx MiB/s  dispatch/nginx  CPU ms/GiB: dispatch  nginx');
   for (const n of CLIENTS) {
-    const d = await curlAll(Array(n).fill(dispatch.url), addresses(n), CURL_TIMEOUT_S);
-    const x = nginx ? await curlAll(Array(n).fill(`${nginx.origin}/w0000.img`), addresses(n), CURL_TIMEOUT_S) : undefined;
+    const d = await timed(dispatch, dispatch.url, n);
+    const x = nginx ? await timed(nginx, `${nginx.origin}/w0000.img`, n) : undefined;
     console.log(
-      `${String(n).padStart(7)}  ${fmt(rate(d)).padStart(14)}  ${(x ? fmt(rate(x)) : '-').padStart(11)}  ${(x ? fmt(rate(d) / rate(x), 2) : '-').padStart(14)}${failures(d, SIZE)}${x ? failures(x, SIZE) : ''}`,
+      `${String(n).padStart(7)}  ${fmt(rate(d.downloads)).padStart(14)}  ${(x ? fmt(rate(x.downloads)) : '-').padStart(11)}  ${(x ? fmt(rate(d.downloads) / rate(x.downloads), 2) : '-').padStart(14)}  ${fmt(d.cpuPerGiB).padStart(20)}  ${(x ? fmt(x.cpuPerGiB) : '-').padStart(5)}${failures(d.downloads, SIZE)}${x ? failures(x.downloads, SIZE) : ''}`,
     );
   }
   const peak = await dispatch.peak();
