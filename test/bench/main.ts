@@ -1,5 +1,5 @@
 import { randomFillSync } from 'node:crypto';
-import { link, mkdir, mkdtemp, open, readdir, rm } from 'node:fs/promises';
+import { link, mkdir, mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -191,11 +191,28 @@ async function cache() {
         nodeFlags,
       }),
     );
+    const startedAt = Date.now();
     const d = await curlAll(Array(CACHE_SERVERS).fill(dispatch.url), addresses(CACHE_SERVERS), CURL_TIMEOUT_S);
+    // When the upstream download ended, from dispatch's own log line.
+    const verified = /^(\S+)\s+cache\s+.*downloaded and verified/m.exec(await readFile(dispatch.log, 'utf8'))?.[1];
+    const upstreamMs = verified ? Date.parse(verified) - startedAt : NaN;
     const blobs = fake.requestsTo('bytes').length;
     const api = fake.requestsTo('api').filter((r) => /\/releases\/assets\/\d+$/.test(r.path)).length;
-    console.log(`upstream downloads ${blobs} (asset API requests ${api}); time to last byte ${fmt(d.ms)} ms for all ${CACHE_SERVERS}; ${fmt(rate(d))} MiB/s aggregate${failures(d, CACHE_SIZE)}`);
+    console.log(`upstream downloads ${blobs} (asset API requests ${api}); time to last byte ${fmt(d.ms)} ms for all ${CACHE_SERVERS} (the upstream download ended at ${fmt(upstreamMs)} ms, the first server done at ${fmt(Math.min(...d.results.map((r) => r.ms)))} ms); ${fmt(rate(d))} MiB/s aggregate${failures(d, CACHE_SIZE)}`);
     await release(dispatch);
+    // Cached now: the same ${CACHE_SERVERS} downloads again, from disk, for comparison.
+    const warm = own(
+      await startDispatchCli({
+        home: join(scratch, 'dispatch-cache'),
+        port: await freePort(),
+        args: ['--owner', 'acme', '--repo', 'lab', '--tag', 'v1', '--api-url', fake.apiUrl],
+        env: { GITHUB_TOKEN: token },
+        nodeFlags,
+      }),
+    );
+    const again = await curlAll(Array(CACHE_SERVERS).fill(warm.url), addresses(CACHE_SERVERS), CURL_TIMEOUT_S);
+    console.log(`restarted on the same cache: upstream downloads ${fake.requestsTo('bytes').length - blobs} more; time to last byte ${fmt(again.ms)} ms${failures(again, CACHE_SIZE)}`);
+    await release(warm);
   } finally {
     await fake.close();
   }
