@@ -100,7 +100,8 @@ export function sendFile(outgoing: ServerResponse, path: string, range: { start:
   fsOpen(path, 'r', (err, fd) => {
     if (err) return fail();
     const size = Math.min(FILE_CHUNK, range.end + 1 - range.start);
-    const buffers = [Buffer.allocUnsafeSlow(size), Buffer.allocUnsafeSlow(size)] as const;
+    // The second buffer only when one chunk is not the whole range (most EFI files are one chunk).
+    const buffers = [Buffer.allocUnsafeSlow(size), size < range.end + 1 - range.start ? Buffer.allocUnsafeSlow(size) : undefined] as const;
     /** The socket still holds buffer i's bytes. */
     const held = [false, false];
     let next = 0;

@@ -18,12 +18,13 @@ export function bootRoute(deps: AppDeps) {
     const ip = peerAddress(c);
     if (ip === undefined) return c.text('cannot tell which server this is\n', 400);
     const method = c.req.method === 'HEAD' ? 'HEAD' : 'GET';
-    const spec = method === 'GET' ? parseRange(c.req.header('range')) : undefined;
+    const rangeHeader = method === 'GET' ? requestHeader(c, 'range') : undefined;
+    const spec = parseRange(rangeHeader);
     // A range from byte 0 is a fresh download, not a resume: it may take a new job.
     const resuming = spec !== undefined && !startsAtZero(spec);
     const claim: Claim = resuming ? deps.queue.claimRange(ip) : deps.queue.claim(ip, method);
     if (claim.kind === 'none') {
-      deps.log('http', `${ip} asked to resume a download it does not hold (${c.req.header('range')})`);
+      deps.log('http', `${ip} asked to resume a download it does not hold (${rangeHeader})`);
       // DESIGN §4: every HEAD/GET answer says ranges are accepted, this refusal too.
       return c.text('nothing to resume: this server holds no download\n', 416, { 'Accept-Ranges': 'bytes' });
     }
@@ -76,4 +77,18 @@ function send(
     return RESPONSE_ALREADY_SENT;
   }
   return c.body(countedBody(workload.read(range), transfer), status, { ...headers, 'Content-Length': length });
+}
+
+/**
+ * A request header, from Node's own parse when there is one: asking Hono's
+ * request for a header makes it build a whole web Request first, which is
+ * most of the cost of answering a firmware.
+ */
+function requestHeader(c: Context<Env>, name: string): string | undefined {
+  const headers = c.env?.incoming?.headers;
+  if (headers) {
+    const value = headers[name];
+    return Array.isArray(value) ? value.join(', ') : value;
+  }
+  return c.req.header(name);
 }

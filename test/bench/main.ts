@@ -22,6 +22,7 @@ const { values: flags } = parseArgs({
     quick: { type: 'boolean', default: false },
     only: { type: 'string' },
     'cpu-prof': { type: 'string' },
+    'fleet-spread': { type: 'string' },
   },
 });
 const quick = flags.quick!;
@@ -33,6 +34,8 @@ const CLIENTS = quick ? [1, 4] : [1, 4, 16];
 const MEMORY_CLIENTS = quick ? 8 : 32;
 const FLEET = quick ? 200 : 1000;
 const FLEET_WORKLOAD = 64 * 1024;
+/** Power-on spreads of the fleet runs, ms: 0 is every server in the same instant. */
+const FLEET_SPREADS = (flags['fleet-spread'] ?? '0,5000').split(',').map(Number);
 const CACHE_SERVERS = 20;
 const CACHE_SIZE = quick ? 16 * MiB : 64 * MiB;
 /** curl gives up after this long: a bench that hangs is no bench. */
@@ -139,16 +142,18 @@ async function memory(big: string) {
   await release(dispatch);
 }
 
-async function fleet() {
-  console.log(`\n## fleet: ${FLEET} simulated servers at once (each its own 127.x.y.z), full protocol: HEAD, GET ${FLEET_WORKLOAD / 1024} KiB, POST, PUT, reboot, HEAD+GET poweroff.efi`);
+async function fleet(spreadMs: number) {
+  const when = spreadMs === 0 ? 'all in the same instant' : `powered on within ${fmt(spreadMs / 1000, 1)} s of each other`;
+  console.log(`\n## fleet: ${FLEET} simulated servers ${when} (each its own 127.x.y.z), full protocol: HEAD, GET ${FLEET_WORKLOAD / 1024} KiB, POST, PUT, reboot, HEAD+GET poweroff.efi`);
   const file = join(scratch, 'small.efi');
   await makeFile(file, FLEET_WORKLOAD);
-  const dir = await workloadDir('fleet', file, FLEET, 'efi');
-  const home = join(scratch, 'dispatch-fleet');
+  const name = `fleet-${spreadMs}`;
+  const dir = await workloadDir(name, file, FLEET, 'efi');
+  const home = join(scratch, `dispatch-${name}`);
   const dispatch = own(await startDispatchCli({ home, port: await freePort(), args: ['--dir', dir], nodeFlags }));
   const cpuBefore = await cpuOf(dispatch.pid);
   const simBefore = process.cpuUsage();
-  const log = await runFleet({ url: dispatch.url, servers: FLEET, requestTimeoutMs: 10_000, deadlineMs: 120_000, firstAddress: nextAddress });
+  const log = await runFleet({ url: dispatch.url, servers: FLEET, requestTimeoutMs: 10_000, deadlineMs: 120_000, firstAddress: nextAddress, startSpreadMs: spreadMs });
   nextAddress += FLEET;
   const cpu = (await cpuOf(dispatch.pid)) - cpuBefore;
   const sim = process.cpuUsage(simBefore);
@@ -229,7 +234,7 @@ try {
   }
   if (sections.has('throughput') && !interrupted) await throughput(big!);
   if (sections.has('memory') && !interrupted) await memory(big!);
-  if (sections.has('fleet') && !interrupted) await fleet();
+  for (const spread of FLEET_SPREADS) if (sections.has('fleet') && !interrupted) await fleet(spread);
   if (sections.has('cache') && !interrupted) await cache();
 } finally {
   await cleanup();

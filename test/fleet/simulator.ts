@@ -78,6 +78,12 @@ export interface FleetOptions {
   readonly maxBoots?: number;
   /** The whole run stops after this long (default 60 s). */
   readonly deadlineMs?: number;
+  /**
+   * Servers power on at random moments within this many ms rather than in the
+   * same instant (default 0): a lab switched on at once still spreads its
+   * firmware starts over seconds.
+   */
+  readonly startSpreadMs?: number;
   /** Firmware retries a HEAD/GET that failed to connect or got a 5xx (default 0 times). */
   readonly firmwareRetries?: number;
   /** Pause between firmware retries (default 200 ms; EDK2 waits 2 s). */
@@ -173,6 +179,7 @@ export async function runFleet(options: FleetOptions): Promise<FleetLog> {
         timeoutMs: options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS,
         maxBoots: options.maxBoots ?? 100,
         retries: options.firmwareRetries ?? 0,
+        startAfterMs: Math.random() * (options.startSpreadMs ?? 0),
         retryDelayMs: options.retryDelayMs ?? 200,
         signal,
         started,
@@ -210,6 +217,7 @@ export function overlappingRuns(log: FleetLog): Overlap[] {
 
 interface ServerContext {
   readonly url: string;
+  readonly startAfterMs: number;
   readonly poweroff: Buffer;
   readonly timeoutMs: number;
   readonly maxBoots: number;
@@ -240,6 +248,7 @@ class SimulatedServer {
 
   async run(): Promise<ServerLog> {
     try {
+      if (this.ctx.startAfterMs > 0) await this.#pause(this.ctx.startAfterMs);
       for (let index = 0; index < this.ctx.maxBoots; index += 1) {
         const plan = this.plan.boots?.[index] ?? this.plan.then ?? {};
         await this.#boot(index, plan);
