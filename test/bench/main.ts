@@ -1,6 +1,6 @@
 import { randomFillSync } from 'node:crypto';
 import { link, mkdir, mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startFakeGitHub } from '../github/fake.ts';
@@ -31,6 +31,8 @@ const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const SIZE = quick ? 256 * MiB : GiB;
 const CLIENTS = quick ? [1, 4] : [1, 4, 16];
+/** Rounds per throughput figure: the machine may be shared, and a median of alternating rounds is steadier than one. */
+const REPEATS = quick ? 1 : 3;
 const MEMORY_CLIENTS = quick ? 8 : 32;
 const FLEET = quick ? 200 : 1000;
 const FLEET_WORKLOAD = 64 * 1024;
@@ -103,8 +105,9 @@ function percentile(sorted: readonly number[], p: number): number {
 }
 
 async function throughput(big: string) {
-  console.log(`\n## throughput: ${CLIENTS.join(', ')} concurrent clients, each downloading ${fmt(mib(SIZE))} MiB (curl -s -o /dev/null processes, one 127.0.x.y source address each)`);
-  const total = CLIENTS.reduce((a, b) => a + b, 0);
+  console.log(`\n## throughput: ${CLIENTS.join(', ')} concurrent clients, each downloading ${fmt(mib(SIZE))} MiB (curl -s -o /dev/null processes, one 127.x.y.z source address each)`);
+  console.log(`each figure: median of ${REPEATS} rounds, dispatch and nginx alternating (which goes first swaps every round)`);
+  const total = CLIENTS.reduce((a, b) => a + b, 0) * REPEATS;
   // Each client is a new server to dispatch, so it is handed the next job: every job is the same file.
   const dir = await workloadDir('throughput', big, total, 'img');
   const dispatch = own(await startDispatchCli({ home: join(scratch, 'dispatch-throughput'), port: await freePort(), args: ['--dir', dir], nodeFlags }));
@@ -115,15 +118,26 @@ async function throughput(big: string) {
   const timed = async (server: Spawned, url: string, n: number) => {
     const before = await cpuOf(server.pid);
     const downloads = await curlAll(Array(n).fill(url), addresses(n), CURL_TIMEOUT_S);
-    return { downloads, cpuPerGiB: ((await cpuOf(server.pid)) - before) / (downloads.bytes / GiB) };
+    return { rate: rate(downloads), cpuPerGiB: ((await cpuOf(server.pid)) - before) / (downloads.bytes / GiB), errors: failures(downloads, SIZE) };
   };
+  type Round = Awaited<ReturnType<typeof timed>>;
+  const median = (values: readonly number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
   console.log('clients  dispatch MiB/s  nginx MiB/s  dispatch/nginx  CPU ms/GiB: dispatch  nginx');
   for (const n of CLIENTS) {
-    const d = await timed(dispatch, dispatch.url, n);
-    const x = nginx ? await timed(nginx, `${nginx.origin}/w0000.img`, n) : undefined;
+    const d: Round[] = [];
+    const x: Round[] = [];
+    for (let round = 0; round < REPEATS; round += 1) {
+      if (nginx && round % 2 === 1) x.push(await timed(nginx, `${nginx.origin}/w0000.img`, n));
+      d.push(await timed(dispatch, dispatch.url, n));
+      if (nginx && round % 2 === 0) x.push(await timed(nginx, `${nginx.origin}/w0000.img`, n));
+    }
+    const dRate = median(d.map((r) => r.rate));
+    const xRate = x.length > 0 ? median(x.map((r) => r.rate)) : undefined;
+    const errors = [...d, ...x].map((r) => r.errors).join('');
     console.log(
-      `${String(n).padStart(7)}  ${fmt(rate(d.downloads)).padStart(14)}  ${(x ? fmt(rate(x.downloads)) : '-').padStart(11)}  ${(x ? fmt(rate(d.downloads) / rate(x.downloads), 2) : '-').padStart(14)}  ${fmt(d.cpuPerGiB).padStart(20)}  ${(x ? fmt(x.cpuPerGiB) : '-').padStart(5)}${failures(d.downloads, SIZE)}${x ? failures(x.downloads, SIZE) : ''}`,
+      `${String(n).padStart(7)}  ${fmt(dRate).padStart(14)}  ${(xRate ? fmt(xRate) : '-').padStart(11)}  ${(xRate ? fmt(dRate / xRate, 2) : '-').padStart(14)}  ${fmt(median(d.map((r) => r.cpuPerGiB))).padStart(20)}  ${(x.length > 0 ? fmt(median(x.map((r) => r.cpuPerGiB))) : '-').padStart(5)}${errors}`,
     );
+    if (REPEATS > 1) console.log(`         rounds: dispatch ${d.map((r) => fmt(r.rate)).join(' ')}${x.length > 0 ? `; nginx ${x.map((r) => fmt(r.rate)).join(' ')}` : ''}`);
   }
   const peak = await dispatch.peak();
   console.log(`dispatch peak RSS during throughput: ${mb(Math.max(peak.sampled, peak.hwm))}${nginx ? `; nginx worker: ${mb((await nginx.peak()).hwm)}` : ''}`);
@@ -224,7 +238,7 @@ async function cache() {
 }
 
 try {
-  console.log(`# dispatch bench${quick ? ' (--quick)' : ''}: Node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), loopback`);
+  console.log(`# dispatch bench${quick ? ' (--quick)' : ''}: Node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), loopback; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} at the start`);
   let big: string | undefined;
   if (sections.has('throughput') || sections.has('memory')) {
     big = join(scratch, 'big.img');
