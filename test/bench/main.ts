@@ -9,7 +9,7 @@ import { curlAll, type Downloads } from './curl.ts';
 import { cpuOf, freePort, nginxAvailable, startDispatchCli, startNginx, type Spawned } from './processes.ts';
 
 /**
- * `npm run bench [-- --quick] [-- --only throughput,memory,fleet,cache] [-- --cpu-prof DIR]`
+ * `npm run bench [-- --quick] [--only throughput,memory,fleet,cache] [--fleet-spread 0,5000,20000] [--cpu-prof DIR]`
  *
  * Prints figures, asserts none (DESIGN §12). Every figure of a section is
  * measured side by side in one run, so ratios hold even on a busy machine.
@@ -37,7 +37,7 @@ const MEMORY_CLIENTS = quick ? 8 : 32;
 const FLEET = quick ? 200 : 1000;
 const FLEET_WORKLOAD = 64 * 1024;
 /** Power-on spreads of the fleet runs, ms: 0 is every server in the same instant. */
-const FLEET_SPREADS = (flags['fleet-spread'] ?? '0,5000').split(',').map(Number);
+const FLEET_SPREADS = (flags['fleet-spread'] ?? (quick ? '0' : '0,5000,20000')).split(',').map(Number);
 const CACHE_SERVERS = 20;
 const CACHE_SIZE = quick ? 16 * MiB : 64 * MiB;
 /** curl gives up after this long: a bench that hangs is no bench. */
