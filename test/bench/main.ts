@@ -2,6 +2,7 @@ import { randomFillSync } from 'node:crypto';
 import { link, mkdir, mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { startFakeGitHub } from '../github/fake.ts';
 import { loopbackAddress, runFleet } from '../fleet/simulator.ts';
@@ -167,10 +168,14 @@ async function fleet(spreadMs: number) {
   const dispatch = own(await startDispatchCli({ home, port: await freePort(), args: ['--dir', dir], nodeFlags }));
   const cpuBefore = await cpuOf(dispatch.pid);
   const simBefore = process.cpuUsage();
+  // The simulator's own event loop delays its answers: say how much, so latencies are read with it.
+  const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+  loopDelay.enable();
   const log = await runFleet({ url: dispatch.url, servers: FLEET, requestTimeoutMs: 10_000, deadlineMs: 120_000, firstAddress: nextAddress, startSpreadMs: spreadMs });
   nextAddress += FLEET;
   const cpu = (await cpuOf(dispatch.pid)) - cpuBefore;
   const sim = process.cpuUsage(simBefore);
+  loopDelay.disable();
   const peak = await dispatch.peak();
   const requests = log.servers.flatMap((s) => s.requests);
   const failed = requests.filter((r) => r.status === null || r.status >= 400);
@@ -184,7 +189,7 @@ async function fleet(spreadMs: number) {
     const ms = requests.filter((r) => r.method === method).map((r) => r.ms).sort((a, b) => a - b);
     console.log(`${method.padEnd(5)}  ${String(ms.length).padStart(5)}  ${fmt(percentile(ms, 50), 1).padStart(7)}  ${fmt(percentile(ms, 99), 1).padStart(7)}  ${fmt(ms.at(-1) ?? NaN, 1).padStart(7)}`);
   }
-  console.log(`dispatch peak RSS ${mb(Math.max(peak.sampled, peak.hwm))}; CPU used: dispatch ${fmt(cpu)} ms, the simulator (this process) ${fmt((sim.user + sim.system) / 1000)} ms`);
+  console.log(`dispatch peak RSS ${mb(Math.max(peak.sampled, peak.hwm))}; CPU used: dispatch ${fmt(cpu)} ms, the simulator (this process) ${fmt((sim.user + sim.system) / 1000)} ms, whose event loop was late by p50 ${fmt(loopDelay.percentile(50) / 1e6, 1)} / p99 ${fmt(loopDelay.percentile(99) / 1e6, 1)} ms (included in the latencies)`);
   await release(dispatch);
 }
 
