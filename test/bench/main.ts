@@ -107,7 +107,7 @@ function percentile(sorted: readonly number[], p: number): number {
 
 async function throughput(big: string) {
   console.log(`\n## throughput: ${CLIENTS.join(', ')} concurrent clients, each downloading ${fmt(mib(SIZE))} MiB (curl -s -o /dev/null processes, one 127.x.y.z source address each)`);
-  console.log(`each figure: median of ${REPEATS} rounds, dispatch and nginx alternating (which goes first swaps every round)`);
+  if (REPEATS > 1) console.log(`each figure: median of ${REPEATS} rounds, dispatch and nginx alternating (which goes first swaps every round)`);
   const total = CLIENTS.reduce((a, b) => a + b, 0) * REPEATS;
   // Each client is a new server to dispatch, so it is handed the next job: every job is the same file.
   const dir = await workloadDir('throughput', big, total, 'img');
