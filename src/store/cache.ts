@@ -38,9 +38,10 @@ interface Download extends Growth {
  * Release assets on disk, each fetched at most once per run (and reused across
  * runs): keyed by their sha256 digest, so assets with the same bytes (one
  * image uploaded under a name per server) are one download and one file; by
- * id, size and update time when GitHub gives no digest. A file gets its final name only once its size and sha256
- * are checked, so what is in the cache is always right; while it downloads,
- * readers follow the partial file as it grows.
+ * id, size and update time when GitHub gives no digest. A file gets its final
+ * name only once its size and sha256 are checked, so what is in the cache is
+ * always right; while it downloads, readers follow the partial file as it
+ * grows.
  */
 export class AssetCache {
   readonly #dir: string;
