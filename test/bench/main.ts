@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { startFakeGitHub } from '../github/fake.ts';
 import { loopbackAddress, runFleet } from '../fleet/simulator.ts';
 import { curlAll, type Downloads } from './curl.ts';
+import { startProbe } from './probe.ts';
 import { cpuOf, freePort, nginxAvailable, startDispatchCli, startNginx, type Spawned } from './processes.ts';
 
 /**
@@ -166,6 +167,7 @@ async function fleet(spreadMs: number) {
   const dir = await workloadDir(name, file, FLEET, 'efi');
   const home = join(scratch, `dispatch-${name}`);
   const dispatch = own(await startDispatchCli({ home, port: await freePort(), args: ['--dir', dir], nodeFlags }));
+  const probe = startProbe(dispatch.origin);
   const cpuBefore = await cpuOf(dispatch.pid);
   const simBefore = process.cpuUsage();
   // The simulator's own event loop delays its answers: say how much, so latencies are read with it.
@@ -174,6 +176,7 @@ async function fleet(spreadMs: number) {
   const log = await runFleet({ url: dispatch.url, servers: FLEET, requestTimeoutMs: 10_000, deadlineMs: 120_000, firstAddress: nextAddress, startSpreadMs: spreadMs });
   nextAddress += FLEET;
   const cpu = (await cpuOf(dispatch.pid)) - cpuBefore;
+  const probed = (await probe.stop()).sort((a, b) => a - b);
   const sim = process.cpuUsage(simBefore);
   loopDelay.disable();
   const peak = await dispatch.peak();
@@ -189,6 +192,9 @@ async function fleet(spreadMs: number) {
     const ms = requests.filter((r) => r.method === method).map((r) => r.ms).sort((a, b) => a - b);
     console.log(`${method.padEnd(5)}  ${String(ms.length).padStart(5)}  ${fmt(percentile(ms, 50), 1).padStart(7)}  ${fmt(percentile(ms, 99), 1).padStart(7)}  ${fmt(ms.at(-1) ?? NaN, 1).padStart(7)}`);
   }
+  console.log(
+    `meanwhile a lean probe in its own process (GET of an unknown path, fresh connection, every 20 ms): ${probed.length} answers, p50 ${fmt(percentile(probed, 50), 1)} ms, p99 ${fmt(percentile(probed, 99), 1)} ms, max ${fmt(probed.at(-1) ?? NaN, 1)} ms`,
+  );
   console.log(`dispatch peak RSS ${mb(Math.max(peak.sampled, peak.hwm))}; CPU used: dispatch ${fmt(cpu)} ms, the simulator (this process) ${fmt((sim.user + sim.system) / 1000)} ms, whose event loop was late by p50 ${fmt(loopDelay.percentile(50) / 1e6, 1)} / p99 ${fmt(loopDelay.percentile(99) / 1e6, 1)} ms (included in the latencies)`);
   await release(dispatch);
 }
