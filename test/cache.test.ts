@@ -1,11 +1,11 @@
 import { strict as assert } from 'node:assert';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { describe, test } from 'node:test';
-import { AssetCache, type CacheItem } from '../src/store/index.ts';
+import { AssetCache, cacheKey, type CacheItem } from '../src/store/index.ts';
 
 const silent = () => undefined;
 
@@ -102,5 +102,27 @@ describe('asset cache', () => {
     const again = await collect(new AssetCache(dir, next.fetch, silent).read(item(bytes), 0, bytes.length - 1));
     assert.ok(again.equals(bytes));
     assert.equal(next.fetches.length, 0);
+  });
+
+  test('assets with the same digest (one image uploaded once per server) are one download, and the complete file is offered as a file', async (t) => {
+    const dir = await scratch(t);
+    const bytes = randomBytes(300_000);
+    const { fetch, fetches } = upstream();
+    const cache = new AssetCache(dir, fetch, silent);
+    const copies = [7, 8, 9].map((id) => ({ ...item(bytes), id, name: `memtest-${id}.efi` }));
+    const reads = copies.map((copy) => collect(cache.read(copy, 0, bytes.length - 1)));
+    assert.equal(cache.file(copies[0]!), undefined, 'no file to offer while it downloads');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    fetches[0]!.end(bytes);
+    for (const read of reads) assert.ok((await read).equals(bytes));
+    assert.equal(fetches.length, 1, 'one upstream download for three assets');
+    const file = cache.file(copies[2]!);
+    assert.ok(file !== undefined);
+    assert.ok((await readFile(file)).equals(bytes));
+  });
+
+  test('a digest that is not hex never names a file outside the cache', () => {
+    const odd = { ...item(Buffer.from('x')), sha256: '../../escape' };
+    assert.ok(!cacheKey(odd).includes('/'));
   });
 });

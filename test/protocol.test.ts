@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, truncate } from 'node:fs/promises';
 import http from 'node:http';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -167,6 +167,17 @@ describe('resumed downloads', () => {
     const job = await lab.job('big.img');
     assert.deepEqual([job.state, job.ip, job.attempts], ['downloading', server.ip, 2]);
     assert.equal((await lab.job('next.efi')).state, 'unassigned');
+  });
+
+  test('a workload file that shrank after its size was announced breaks the transfer rather than ending it short', async (t) => {
+    const size = 2 * 1024 * 1024;
+    const lab = await startLab(t, { workloads: { 'big.img': size } });
+    const server = lab.server(0);
+    assert.equal((await server.head()).headers['content-length'], String(size));
+    await truncate(join(lab.dir, 'workloads', 'big.img'), size / 2);
+    await assert.rejects(server.get(), 'the client sees the connection cut, not a complete body');
+    await lab.until('the broken transfer to be noticed', () => lab.view('big.img').broken === 1);
+    assert.equal((await lab.job('big.img')).state, 'downloading', 'never counted as downloaded');
   });
 
   test('a range past the end is 416 with Content-Range bytes */size, and the job stays held', async (t) => {

@@ -1,21 +1,16 @@
+import { close as fsClose, open as fsOpen, read as fsRead } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Transfer } from '../jobs/index.ts';
 
 /**
  * A web stream over a Node stream that counts what it hands on and tells the
- * transfer how it ended. Pull-based, so at most one chunk sits in memory per
- * download and a slow server slows the disk reads, not our heap.
+ * transfer how it ended: the body when there is no Node response to write to
+ * (`app.request()` in tests). Pull-based, so at most one chunk sits in memory.
  */
-export function countedBody(source: Readable, transfer: Transfer | undefined, outgoing: ServerResponse | undefined): ReadableStream<Uint8Array> {
+export function countedBody(source: Readable, transfer: Transfer | undefined): ReadableStream<Uint8Array> {
   const chunks = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   let sent = 0;
-  if (transfer && outgoing) {
-    // On a real socket, "delivered" means the last byte left for the kernel:
-    // 'finish' says so, a 'close' before it means the server went away.
-    outgoing.once('finish', () => transfer.end(true));
-    outgoing.once('close', () => transfer.end(false));
-  }
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
@@ -26,19 +21,12 @@ export function countedBody(source: Readable, transfer: Transfer | undefined, ou
           const permanent = (err as { permanent?: unknown }).permanent === true;
           if (permanent) transfer?.fail((err as Error).message);
           else transfer?.end(false);
-          if (outgoing) {
-            // Cut the connection ourselves: the client must see a broken
-            // transfer, and the HTTP adapter would print the error to stderr.
-            outgoing.destroy();
-            controller.close();
-          } else {
-            controller.error(err);
-          }
+          controller.error(err);
           return;
         }
         if (next.done) {
           controller.close();
-          if (!outgoing) transfer?.end(true);
+          transfer?.end(true);
           return;
         }
         sent += next.value.byteLength;
@@ -52,4 +40,118 @@ export function countedBody(source: Readable, transfer: Transfer | undefined, ou
     },
     { highWaterMark: 0 },
   );
+}
+
+/**
+ * Write a Node stream straight to the Node response, counting what it hands
+ * to the socket and telling the transfer how it ended. No web stream in
+ * between: each chunk goes from the file read to the socket write as it is,
+ * and the headers leave with the first bytes. Backpressure is the socket's:
+ * reading pauses while the client is slower than the disk.
+ */
+export function streamTo(outgoing: ServerResponse, source: Readable, transfer: Transfer | undefined): void {
+  let sent = 0;
+  if (transfer) {
+    // "Delivered" means the last byte left for the kernel: 'finish' says so,
+    // a 'close' before it means the server went away.
+    outgoing.once('finish', () => transfer.end(true));
+    outgoing.once('close', () => transfer.end(false));
+  }
+  // A client that left must not keep the file open.
+  outgoing.once('close', () => source.destroy());
+  if (outgoing.destroyed) return;
+  source.on('data', (chunk: Buffer) => {
+    sent += chunk.byteLength;
+    transfer?.progress(sent);
+    if (!outgoing.write(chunk)) source.pause();
+  });
+  outgoing.on('drain', () => source.resume());
+  source.once('end', () => outgoing.end());
+  source.once('error', (err: Error & { permanent?: unknown }) => {
+    if (err.permanent === true) transfer?.fail(err.message);
+    else transfer?.end(false);
+    // Cut the connection: the client must see a broken transfer, not a short one.
+    outgoing.destroy();
+  });
+}
+
+/** Bytes per file read: large enough that per-read costs vanish, small enough that 2 per download stay cheap. */
+const FILE_CHUNK = 512 * 1024;
+
+/**
+ * Send bytes [start, end] of a file to the Node response through two buffers
+ * of this download's own, reused for every chunk: one is read from disk while
+ * the socket sends the other. A buffer is read into again only once the
+ * socket has taken its bytes (the write callback), so memory per download is
+ * fixed. Callbacks rather than promises: a gigabyte is 2,048 chunks per
+ * download, and each promise, result object and closure per chunk is garbage
+ * the collector must chase while every download runs. Accounting as `streamTo`.
+ */
+export function sendFile(outgoing: ServerResponse, path: string, range: { start: number; end: number }, transfer: Transfer | undefined): void {
+  if (transfer) {
+    outgoing.once('finish', () => transfer.end(true));
+    outgoing.once('close', () => transfer.end(false));
+  }
+  const fail = () => {
+    transfer?.end(false);
+    // Cut the connection: the client must see a broken transfer, not a short one.
+    outgoing.destroy();
+  };
+  fsOpen(path, 'r', (err, fd) => {
+    if (err) return fail();
+    const size = Math.min(FILE_CHUNK, range.end + 1 - range.start);
+    // The second buffer only when one chunk is not the whole range (most EFI files are one chunk).
+    const buffers = [Buffer.allocUnsafeSlow(size), size < range.end + 1 - range.start ? Buffer.allocUnsafeSlow(size) : undefined] as const;
+    /** The socket still holds buffer i's bytes. */
+    const held = [false, false];
+    let next = 0;
+    let position = range.start;
+    let reading = false;
+    let open = true;
+    // Never close the descriptor under a read in flight: the number could be reused meanwhile.
+    const release = () => {
+      if (!open || reading) return;
+      open = false;
+      fsClose(fd, () => undefined);
+    };
+    const pump = () => {
+      if (!open || reading) return;
+      if (outgoing.destroyed) return release();
+      if (position > range.end) {
+        release();
+        outgoing.end();
+        return;
+      }
+      const i = next;
+      if (held[i]) return;
+      reading = true;
+      fsRead(fd, buffers[i]!, 0, Math.min(size, range.end + 1 - position), position, (readErr, bytesRead) => {
+        reading = false;
+        if (outgoing.destroyed) return release();
+        // A file that shrank since it was announced: never end short as if complete.
+        if (readErr || bytesRead === 0) {
+          release();
+          return fail();
+        }
+        position += bytesRead;
+        held[i] = true;
+        next = i ^ 1;
+        outgoing.write(bytesRead === size ? buffers[i]! : buffers[i]!.subarray(0, bytesRead), taken[i]);
+        transfer?.progress(position - range.start);
+        pump();
+      });
+    };
+    const taken = [
+      () => {
+        held[0] = false;
+        pump();
+      },
+      () => {
+        held[1] = false;
+        pump();
+      },
+    ] as const;
+    outgoing.once('close', release);
+    pump();
+  });
 }

@@ -61,6 +61,7 @@ function fileWorkload(name: string, path: string, size: number, contentType: Wor
     // make GET disagree with the Content-Length HEAD gave.
     read: (range?: ByteRange) =>
       createReadStream(path, { start: range?.start ?? 0, end: range?.end ?? size - 1, highWaterMark: 256 * 1024 }),
+    file: () => path,
   };
 }
 

@@ -35,6 +35,7 @@ export function githubSource(options: GitHubSourceOptions): WorkloadSource {
         throw new SourceError(reason, { cause: err });
       }
       const kept: Workload[] = [];
+      const keptAssets: Array<(typeof release.assets)[number]> = [];
       const skipped: string[] = [];
       for (const asset of [...release.assets].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
         const contentType = contentTypeForAsset(asset.contentType);
@@ -43,14 +44,18 @@ export function githubSource(options: GitHubSourceOptions): WorkloadSource {
           continue;
         }
         if (!matchesFilter(asset.name, options.filters)) continue;
+        keptAssets.push(asset);
         kept.push({
           name: asset.name,
           size: asset.size,
           contentType,
           fingerprint: `${asset.name} asset ${asset.id}, updated ${asset.updatedAt}`,
           read: (range?: ByteRange) => cache.read(asset, range?.start ?? 0, range?.end ?? asset.size - 1),
+          file: () => cache.file(asset),
         });
       }
+      // Assets a previous run cached are then served as plain files from the first GET on.
+      await Promise.all(keptAssets.map((asset) => cache.check(asset)));
       if (skipped.length > 0) options.log(`ignoring ${skipped.length} asset(s) of ${tag} that are not dispatch workloads: ${skipped.join(', ')}`);
       if (kept.length === 0) {
         const what = options.filters.length > 0 ? ` matching ${options.filters.map((f) => JSON.stringify(f)).join(' or ')}` : '';

@@ -21,6 +21,12 @@ export interface Workload {
   readonly fingerprint?: string;
   /** A fresh stream of the workload's bytes (or of one range of them). */
   read(range?: ByteRange): Readable;
+  /**
+   * The file on disk that holds exactly these bytes, when there is one now (a
+   * directory's file, a complete cached asset): a sender may read it into
+   * buffers of its own rather than take a fresh buffer for every chunk.
+   */
+  file?(): string | undefined;
 }
 
 /** Where workloads come from. The consumer (the queue) needs nothing else. */

@@ -36,16 +36,20 @@ interface Download extends Growth {
 
 /**
  * Release assets on disk, each fetched at most once per run (and reused across
- * runs): keyed by asset id and digest, or id, size and update time when GitHub
- * gives no digest. A file gets its final name only once its size and sha256
- * are checked, so what is in the cache is always right; while it downloads,
- * readers follow the partial file as it grows.
+ * runs): keyed by their sha256 digest, so assets with the same bytes (one
+ * image uploaded under a name per server) are one download and one file; by
+ * id, size and update time when GitHub gives no digest. A file gets its final
+ * name only once its size and sha256 are checked, so what is in the cache is
+ * always right; while it downloads, readers follow the partial file as it
+ * grows.
  */
 export class AssetCache {
   readonly #dir: string;
   readonly #fetch: Fetch;
   readonly #log: Log;
   readonly #ready = new Map<string, Promise<boolean>>();
+  /** Keys known to be complete and verified on disk: served without asking the file system first. */
+  readonly #complete = new Set<string>();
   readonly #downloads = new Map<string, Download>();
   /** Assets whose bytes failed the digest check: refused for the rest of the run, never fetched again. */
   readonly #refused = new Map<string, CacheError>();
@@ -68,6 +72,7 @@ export class AssetCache {
       this.#log('cache', `${item.name}: refused: its bytes did not match the release's digest; not fetching it again`);
       return lazily(() => Promise.reject(refused));
     }
+    if (this.#complete.has(key)) return createReadStream(path, { start, end, highWaterMark: 256 * 1024 });
     const running = this.#downloads.get(key);
     if (running) return readGrowing([`${path}.part`, path], running, start, end);
     // Whether the file is complete is only known asynchronously; a small
@@ -81,6 +86,18 @@ export class AssetCache {
     });
   }
 
+  /** Find out now whether the asset is already on disk, so the first GET of it can be served as a plain file. */
+  async check(item: CacheItem): Promise<void> {
+    const key = cacheKey(item);
+    await this.#isReady(key, join(this.#dir, key), item.size);
+  }
+
+  /** The complete, verified file of an asset, when that is known without waiting; else undefined (use `read`). */
+  file(item: CacheItem): string | undefined {
+    const key = cacheKey(item);
+    return this.#complete.has(key) ? join(this.#dir, key) : undefined;
+  }
+
   /** Stop downloads in flight. */
   close(): void {
     this.#abort.abort();
@@ -90,7 +107,11 @@ export class AssetCache {
     let ready = this.#ready.get(key);
     if (!ready) {
       ready = stat(path).then(
-        (info) => info.isFile() && info.size === size,
+        (info) => {
+          const complete = info.isFile() && info.size === size;
+          if (complete) this.#complete.add(key);
+          return complete;
+        },
         () => false,
       );
       this.#ready.set(key, ready);
@@ -149,6 +170,7 @@ export class AssetCache {
       () => {
         verified = true;
         this.#ready.set(key, Promise.resolve(true));
+        this.#complete.add(key);
         this.#downloads.delete(key);
         this.fetched.set(item.id, (this.fetched.get(item.id) ?? 0) + 1);
         this.#log('cache', `${item.name}: downloaded and verified (${item.size} bytes${item.sha256 ? ', sha256 ok' : ''})`);
@@ -168,7 +190,8 @@ export class AssetCache {
 }
 
 export function cacheKey(item: CacheItem): string {
-  return item.sha256 ? `${item.id}-sha256-${item.sha256}` : `${item.id}-${item.size}-${item.updatedAt.replace(/[^0-9A-Za-z]/g, '')}`;
+  // The digest names a file: only as the hex it should be, never a path.
+  return item.sha256 !== null && /^[0-9a-f]{64}$/.test(item.sha256) ? `sha256-${item.sha256}` : `${item.id}-${item.size}-${item.updatedAt.replace(/[^0-9A-Za-z]/g, '')}`;
 }
 
 /** A Readable whose source is decided asynchronously. */

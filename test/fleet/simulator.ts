@@ -80,6 +80,12 @@ export interface FleetOptions {
   readonly maxBoots?: number;
   /** The whole run stops after this long (default 60 s). */
   readonly deadlineMs?: number;
+  /**
+   * Servers power on at random moments within this many ms rather than in the
+   * same instant (default 0): a lab switched on at once still spreads its
+   * firmware starts over seconds.
+   */
+  readonly startSpreadMs?: number;
   /** Firmware retries a HEAD/GET that failed to connect or got a 5xx (default 0 times). */
   readonly firmwareRetries?: number;
   /** Pause between firmware retries (default 200 ms; EDK2 waits 2 s). */
@@ -114,6 +120,8 @@ export interface RequestRecord {
   readonly error?: string;
   /** ms since the run started. */
   readonly at: number;
+  /** How long the request took, from sending it to the end of the answer (ms). */
+  readonly ms: number;
 }
 
 export interface BootRecord {
@@ -191,6 +199,7 @@ export async function runFleet(options: FleetOptions): Promise<FleetLog> {
         timeoutMs: options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS,
         maxBoots: options.maxBoots ?? 100,
         retries: options.firmwareRetries ?? 0,
+        startAfterMs: Math.random() * (options.startSpreadMs ?? 0),
         retryDelayMs: options.retryDelayMs ?? 200,
         bytesPerSecond: options.bytesPerSecond,
         rebootOnError: options.rebootOnError ?? 0,
@@ -231,6 +240,7 @@ export function overlappingRuns(log: FleetLog): Overlap[] {
 
 interface ServerContext {
   readonly url: string;
+  readonly startAfterMs: number;
   readonly poweroff: Buffer;
   readonly timeoutMs: number;
   readonly maxBoots: number;
@@ -264,6 +274,7 @@ class SimulatedServer {
 
   async run(): Promise<ServerLog> {
     try {
+      if (this.ctx.startAfterMs > 0) await this.#pause(this.ctx.startAfterMs);
       for (let index = 0; index < this.ctx.maxBoots; index += 1) {
         const plan = this.plan.boots?.[index] ?? this.plan.then ?? {};
         await this.#boot(index, plan);
@@ -445,11 +456,11 @@ class SimulatedServer {
         ...(extra.breakAfter === undefined ? {} : { breakAfter: extra.breakAfter }),
         ...(method === 'GET' && this.ctx.bytesPerSecond !== undefined ? { bytesPerSecond: this.ctx.bytesPerSecond } : {}),
       });
-      this.#log.requests.push({ method, status: answer.status, bytes: answer.body.byteLength, at, ...(extra.range ? { range: extra.range } : {}), ...(answer.localPort === undefined ? {} : { localPort: answer.localPort }) });
+      this.#log.requests.push({ method, status: answer.status, bytes: answer.body.byteLength, at, ms: this.#now() - at, ...(extra.range ? { range: extra.range } : {}), ...(answer.localPort === undefined ? {} : { localPort: answer.localPort }) });
       return answer;
     } catch (err) {
       const error = err instanceof Error ? err.message : String(err);
-      this.#log.requests.push({ method, status: null, bytes: 0, at, error, ...(extra.range ? { range: extra.range } : {}) });
+      this.#log.requests.push({ method, status: null, bytes: 0, at, ms: this.#now() - at, error, ...(extra.range ? { range: extra.range } : {}) });
       if (this.ctx.signal.aborted) throw new Stop('deadline', 'the run ended');
       throw err;
     }

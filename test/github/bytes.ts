@@ -134,7 +134,7 @@ export async function pump(res: ServerResponse, asset: FakeAsset, start: number,
         const ok = res.write(chunk.subarray(offset, offset + n));
         offset += n;
         transfer.sent += n;
-        if (!ok) await new Promise<void>((resolve) => { res.once('drain', resolve); res.once('close', resolve); });
+        if (!ok) await drainedOrClosed(res);
         if (delivery.bytesPerTick !== null && transfer.sent < end - start + 1) await sleep(delivery.tickMs);
       }
     }
@@ -189,4 +189,17 @@ export async function serveAsset(
     return { status, sent: 0, outcome: 'complete' };
   }
   return { status, ...(await pump(res, asset, start, end, delivery)) };
+}
+
+/** Wait for room in the socket, or for its end; either way leave no listener behind (a big asset waits thousands of times). */
+function drainedOrClosed(res: ServerResponse): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.once('drain', done);
+    res.once('close', done);
+  });
 }

@@ -1,0 +1,266 @@
+import { randomFillSync } from 'node:crypto';
+import { link, mkdir, mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { startFakeGitHub } from '../github/fake.ts';
+import { loopbackAddress, runFleet } from '../fleet/simulator.ts';
+import { curlAll, type Downloads } from './curl.ts';
+import { startProbe } from './probe.ts';
+import { cpuOf, freePort, nginxAvailable, startDispatchCli, startNginx, type Spawned } from './processes.ts';
+
+/**
+ * `npm run bench [-- --quick] [--only throughput,memory,fleet,cache] [--fleet-spread 0,5000,20000] [--cpu-prof DIR]`
+ *
+ * Prints figures, asserts none (DESIGN §12). Every figure of a section is
+ * measured side by side in one run, so ratios hold even on a busy machine.
+ * dispatch is the built CLI in a process of its own; clients are other
+ * processes (curl) or the fleet simulator in this one.
+ */
+
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    'cpu-prof': { type: 'string' },
+    'fleet-spread': { type: 'string' },
+  },
+});
+const quick = flags.quick!;
+const sections = new Set((flags.only ?? 'throughput,memory,fleet,cache').split(','));
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+const SIZE = quick ? 256 * MiB : GiB;
+const CLIENTS = quick ? [1, 4] : [1, 4, 16];
+/** Rounds per throughput figure: the machine may be shared, and a median of alternating rounds is steadier than one. */
+const REPEATS = quick ? 1 : 3;
+const MEMORY_CLIENTS = quick ? 8 : 32;
+const FLEET = quick ? 200 : 1000;
+const FLEET_WORKLOAD = 64 * 1024;
+/** Power-on spreads of the fleet runs, ms: 0 is every server in the same instant. */
+const FLEET_SPREADS = (flags['fleet-spread'] ?? (quick ? '0' : '0,5000,20000')).split(',').map(Number);
+const CACHE_SERVERS = 20;
+const CACHE_SIZE = quick ? 16 * MiB : 64 * MiB;
+/** curl gives up after this long: a bench that hangs is no bench. */
+const CURL_TIMEOUT_S = 300;
+const nodeFlags = flags['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', flags['cpu-prof']] : [];
+
+/** Every simulated client gets an address no other client of this run used (dispatch tells servers apart by address). */
+let nextAddress = 0;
+const addresses = (n: number) => Array.from({ length: n }, () => loopbackAddress(nextAddress++));
+
+const scratch = await mkdtemp(join(tmpdir(), 'dispatch-bench-'));
+const running = new Set<Spawned>();
+const own = <T extends Spawned>(p: T): T => (running.add(p), p);
+const release = async (p: Spawned) => {
+  running.delete(p);
+  await p.stop();
+};
+let interrupted = false;
+process.once('SIGINT', () => {
+  interrupted = true;
+  void cleanup().then(() => process.exit(130));
+});
+
+async function cleanup() {
+  for (const p of [...running]) await release(p);
+  await rm(scratch, { recursive: true, force: true });
+}
+
+const mib = (bytes: number) => bytes / MiB;
+const fmt = (n: number, digits = 0) => n.toFixed(digits);
+const rate = (d: Downloads) => mib(d.bytes) / (d.ms / 1000);
+const mb = (bytes: number) => `${fmt(bytes / 1e6)} MB`;
+
+/** Random bytes (not sparse, not compressible), written in 16 MiB pieces. */
+async function makeFile(path: string, size: number): Promise<void> {
+  const handle = await open(path, 'w');
+  const chunk = Buffer.allocUnsafe(16 * MiB);
+  try {
+    for (let at = 0; at < size; at += chunk.byteLength) {
+      const length = Math.min(chunk.byteLength, size - at);
+      randomFillSync(chunk, 0, length);
+      await handle.write(chunk, 0, length, at);
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/** `count` workloads that are all the same file: hard links, so one inode and one page cache. */
+async function workloadDir(name: string, file: string, count: number, extension: string): Promise<string> {
+  const dir = join(scratch, name);
+  await mkdir(dir);
+  for (let i = 0; i < count; i += 1) await link(file, join(dir, `w${String(i).padStart(4, '0')}.${extension}`));
+  return dir;
+}
+
+function failures(d: Downloads, size: number): string {
+  const bad = d.results.filter((r) => r.status !== 200 || r.bytes !== size || r.error);
+  return bad.length === 0 ? '' : `  ERRORS: ${bad.length} (${bad.map((r) => r.error ?? `${r.status} ${r.bytes} bytes`).slice(0, 3).join('; ')})`;
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+async function throughput(big: string) {
+  console.log(`\n## throughput: ${CLIENTS.join(', ')} concurrent clients, each downloading ${fmt(mib(SIZE))} MiB (curl -s -o /dev/null processes, one 127.x.y.z source address each)`);
+  if (REPEATS > 1) console.log(`each figure: median of ${REPEATS} rounds, dispatch and nginx alternating (which goes first swaps every round)`);
+  const total = CLIENTS.reduce((a, b) => a + b, 0) * REPEATS;
+  // Each client is a new server to dispatch, so it is handed the next job: every job is the same file.
+  const dir = await workloadDir('throughput', big, total, 'img');
+  const dispatch = own(await startDispatchCli({ home: join(scratch, 'dispatch-throughput'), port: await freePort(), args: ['--dir', dir], nodeFlags }));
+  const hasNginx = nginxAvailable();
+  const nginx = hasNginx ? own(await startNginx(join(scratch, 'nginx'), dir, await freePort())) : undefined;
+  if (!nginx) console.log('nginx not found at /usr/sbin/nginx: comparison skipped (install it with `apt-get install nginx`)');
+  // CPU time per GiB served says what each server costs even when the machine is busy with other work.
+  const timed = async (server: Spawned, url: string, n: number) => {
+    const before = await cpuOf(server.pid);
+    const downloads = await curlAll(Array(n).fill(url), addresses(n), CURL_TIMEOUT_S);
+    return { rate: rate(downloads), cpuPerGiB: ((await cpuOf(server.pid)) - before) / (downloads.bytes / GiB), errors: failures(downloads, SIZE) };
+  };
+  type Round = Awaited<ReturnType<typeof timed>>;
+  const median = (values: readonly number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+  console.log('clients  dispatch MiB/s  nginx MiB/s  dispatch/nginx  CPU ms/GiB: dispatch  nginx');
+  for (const n of CLIENTS) {
+    const d: Round[] = [];
+    const x: Round[] = [];
+    for (let round = 0; round < REPEATS; round += 1) {
+      if (nginx && round % 2 === 1) x.push(await timed(nginx, `${nginx.origin}/w0000.img`, n));
+      d.push(await timed(dispatch, dispatch.url, n));
+      if (nginx && round % 2 === 0) x.push(await timed(nginx, `${nginx.origin}/w0000.img`, n));
+    }
+    const dRate = median(d.map((r) => r.rate));
+    const xRate = x.length > 0 ? median(x.map((r) => r.rate)) : undefined;
+    const errors = [...d, ...x].map((r) => r.errors).join('');
+    console.log(
+      `${String(n).padStart(7)}  ${fmt(dRate).padStart(14)}  ${(xRate ? fmt(xRate) : '-').padStart(11)}  ${(xRate ? fmt(dRate / xRate, 2) : '-').padStart(14)}  ${fmt(median(d.map((r) => r.cpuPerGiB))).padStart(20)}  ${(x.length > 0 ? fmt(median(x.map((r) => r.cpuPerGiB))) : '-').padStart(5)}${errors}`,
+    );
+    if (REPEATS > 1) console.log(`         rounds: dispatch ${d.map((r) => fmt(r.rate)).join(' ')}${x.length > 0 ? `; nginx ${x.map((r) => fmt(r.rate)).join(' ')}` : ''}`);
+  }
+  const peak = await dispatch.peak();
+  console.log(`dispatch peak RSS during throughput: ${mb(Math.max(peak.sampled, peak.hwm))}${nginx ? `; nginx worker: ${mb((await nginx.peak()).hwm)}` : ''}`);
+  await release(dispatch);
+  if (nginx) await release(nginx);
+}
+
+async function memory(big: string) {
+  console.log(`\n## memory: ${MEMORY_CLIENTS} clients downloading ${fmt(mib(SIZE))} MiB each at once`);
+  const dir = await workloadDir('memory', big, MEMORY_CLIENTS, 'img');
+  const dispatch = own(await startDispatchCli({ home: join(scratch, 'dispatch-memory'), port: await freePort(), args: ['--dir', dir], nodeFlags }));
+  const idle = await dispatch.peak();
+  const d = await curlAll(Array(MEMORY_CLIENTS).fill(dispatch.url), addresses(MEMORY_CLIENTS), CURL_TIMEOUT_S);
+  const peak = await dispatch.peak();
+  console.log(`dispatch RSS idle ${mb(idle.hwm)}, peak ${mb(Math.max(peak.sampled, peak.hwm))} (VmHWM ${mb(peak.hwm)}, largest VmRSS sample ${mb(peak.sampled)}); ${fmt(rate(d))} MiB/s aggregate${failures(d, SIZE)}`);
+  await release(dispatch);
+}
+
+async function fleet(spreadMs: number) {
+  const when = spreadMs === 0 ? 'all in the same instant' : `powered on within ${fmt(spreadMs / 1000, 1)} s of each other`;
+  console.log(`\n## fleet: ${FLEET} simulated servers ${when} (each its own 127.x.y.z), full protocol: HEAD, GET ${FLEET_WORKLOAD / 1024} KiB, POST, PUT, reboot, HEAD+GET poweroff.efi`);
+  const file = join(scratch, 'small.efi');
+  await makeFile(file, FLEET_WORKLOAD);
+  const name = `fleet-${spreadMs}`;
+  const dir = await workloadDir(name, file, FLEET, 'efi');
+  const home = join(scratch, `dispatch-${name}`);
+  const dispatch = own(await startDispatchCli({ home, port: await freePort(), args: ['--dir', dir], nodeFlags }));
+  const probe = startProbe(dispatch.origin);
+  const cpuBefore = await cpuOf(dispatch.pid);
+  const simBefore = process.cpuUsage();
+  // The simulator's own event loop delays its answers: say how much, so latencies are read with it.
+  const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+  loopDelay.enable();
+  const log = await runFleet({ url: dispatch.url, servers: FLEET, requestTimeoutMs: 10_000, deadlineMs: 120_000, firstAddress: nextAddress, startSpreadMs: spreadMs });
+  nextAddress += FLEET;
+  const cpu = (await cpuOf(dispatch.pid)) - cpuBefore;
+  const probed = (await probe.stop()).sort((a, b) => a - b);
+  const sim = process.cpuUsage(simBefore);
+  loopDelay.disable();
+  const peak = await dispatch.peak();
+  const requests = log.servers.flatMap((s) => s.requests);
+  const failed = requests.filter((r) => r.status === null || r.status >= 400);
+  const unfinished = log.servers.filter((s) => s.stopped !== 'poweroff');
+  const violations = log.servers.flatMap((s) => s.violations);
+  const reports = (await readdir(join(home, 'reports')).catch(() => [])).filter((n) => n.endsWith('.md')).length;
+  console.log(`wall ${fmt(log.ms)} ms, ${requests.length} requests, errors ${failed.length}, servers not powered off ${unfinished.length}, protocol violations ${violations.length}, reports on disk ${reports}`);
+  for (const sample of [...failed.map((r) => `${r.method} ${r.status ?? r.error}`), ...unfinished.map((s) => `${s.ip}: ${s.stopped} ${s.error ?? ''}`), ...violations].slice(0, 5)) console.log(`  e.g. ${sample}`);
+  console.log('call   count   p50 ms   p99 ms   max ms');
+  for (const method of ['HEAD', 'GET', 'POST', 'PUT']) {
+    const ms = requests.filter((r) => r.method === method).map((r) => r.ms).sort((a, b) => a - b);
+    console.log(`${method.padEnd(5)}  ${String(ms.length).padStart(5)}  ${fmt(percentile(ms, 50), 1).padStart(7)}  ${fmt(percentile(ms, 99), 1).padStart(7)}  ${fmt(ms.at(-1) ?? NaN, 1).padStart(7)}`);
+  }
+  console.log(
+    `meanwhile a lean probe in its own process (GET of an unknown path, fresh connection, every 20 ms): ${probed.length} answers, p50 ${fmt(percentile(probed, 50), 1)} ms, p99 ${fmt(percentile(probed, 99), 1)} ms, max ${fmt(probed.at(-1) ?? NaN, 1)} ms`,
+  );
+  console.log(`dispatch peak RSS ${mb(Math.max(peak.sampled, peak.hwm))}; CPU used: dispatch ${fmt(cpu)} ms, the simulator (this process) ${fmt((sim.user + sim.system) / 1000)} ms, whose event loop was late by p50 ${fmt(loopDelay.percentile(50) / 1e6, 1)} / p99 ${fmt(loopDelay.percentile(99) / 1e6, 1)} ms (included in the latencies)`);
+  await release(dispatch);
+}
+
+async function cache() {
+  console.log(`\n## cache: ${CACHE_SERVERS} servers at once booting the same ${fmt(mib(CACHE_SIZE))} MiB release asset from the fake GitHub (one asset per server, same bytes, same digest)`);
+  const file = join(scratch, 'asset.efi');
+  await makeFile(file, CACHE_SIZE);
+  const fake = await startFakeGitHub();
+  try {
+    const token = 'ghp_dispatchBenchToken000000000000000000';
+    fake.addRepo({ owner: 'acme', name: 'lab' });
+    fake.addToken({ token, login: 'acme' });
+    fake.addRelease('acme/lab', {
+      tag: 'v1',
+      assets: Array.from({ length: CACHE_SERVERS }, (_, i) => ({ name: `memtest-${String(i).padStart(2, '0')}.efi`, contentType: 'application/vnd.dispatch+efi', path: file })),
+    });
+    const dispatch = own(
+      await startDispatchCli({
+        home: join(scratch, 'dispatch-cache'),
+        port: await freePort(),
+        args: ['--owner', 'acme', '--repo', 'lab', '--tag', 'v1', '--api-url', fake.apiUrl],
+        env: { GITHUB_TOKEN: token },
+        nodeFlags,
+      }),
+    );
+    const startedAt = Date.now();
+    const d = await curlAll(Array(CACHE_SERVERS).fill(dispatch.url), addresses(CACHE_SERVERS), CURL_TIMEOUT_S);
+    // When the upstream download ended, from dispatch's own log line.
+    const verified = /^(\S+)\s+cache\s+.*downloaded and verified/m.exec(await readFile(dispatch.log, 'utf8'))?.[1];
+    const upstreamMs = verified ? Date.parse(verified) - startedAt : NaN;
+    const blobs = fake.requestsTo('bytes').length;
+    const api = fake.requestsTo('api').filter((r) => /\/releases\/assets\/\d+$/.test(r.path)).length;
+    console.log(`upstream downloads ${blobs} (asset API requests ${api}); time to last byte ${fmt(d.ms)} ms for all ${CACHE_SERVERS} (the upstream download ended at ${fmt(upstreamMs)} ms, the first server done at ${fmt(Math.min(...d.results.map((r) => r.ms)))} ms); ${fmt(rate(d))} MiB/s aggregate${failures(d, CACHE_SIZE)}`);
+    await release(dispatch);
+    // Cached now: the same ${CACHE_SERVERS} downloads again, from disk, for comparison.
+    const warm = own(
+      await startDispatchCli({
+        home: join(scratch, 'dispatch-cache'),
+        port: await freePort(),
+        args: ['--owner', 'acme', '--repo', 'lab', '--tag', 'v1', '--api-url', fake.apiUrl],
+        env: { GITHUB_TOKEN: token },
+        nodeFlags,
+      }),
+    );
+    const again = await curlAll(Array(CACHE_SERVERS).fill(warm.url), addresses(CACHE_SERVERS), CURL_TIMEOUT_S);
+    console.log(`restarted on the same cache: upstream downloads ${fake.requestsTo('bytes').length - blobs} more; time to last byte ${fmt(again.ms)} ms${failures(again, CACHE_SIZE)}`);
+    await release(warm);
+  } finally {
+    await fake.close();
+  }
+}
+
+try {
+  console.log(`# dispatch bench${quick ? ' (--quick)' : ''}: Node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), loopback; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} at the start`);
+  let big: string | undefined;
+  if (sections.has('throughput') || sections.has('memory')) {
+    big = join(scratch, 'big.img');
+    const t = Date.now();
+    await makeFile(big, SIZE);
+    console.log(`(made a ${fmt(mib(SIZE))} MiB file of random bytes in ${Date.now() - t} ms)`);
+  }
+  if (sections.has('throughput') && !interrupted) await throughput(big!);
+  if (sections.has('memory') && !interrupted) await memory(big!);
+  for (const spread of FLEET_SPREADS) if (sections.has('fleet') && !interrupted) await fleet(spread);
+  if (sections.has('cache') && !interrupted) await cache();
+} finally {
+  await cleanup();
+}

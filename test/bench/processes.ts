@@ -1,0 +1,202 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { openSync, closeSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+
+/** The compiled CLI, as `npm run bench` builds it first. */
+export const CLI = new URL('../../dist/cli/main.js', import.meta.url).pathname;
+
+/** A port nobody listens on now (the OS picks it; a tiny race with other programs is acceptable in a bench). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** Resident memory of a process, from /proc (Linux): now (VmRSS) and its peak so far (VmHWM), in bytes. */
+export async function memoryOf(pid: number): Promise<{ rss: number; hwm: number } | undefined> {
+  const text = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => undefined);
+  if (!text) return undefined;
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0) * 1024;
+  return { rss: field('VmRSS'), hwm: field('VmHWM') };
+}
+
+/** CPU time a process has used so far (user + system), ms, from /proc/<pid>/stat. */
+export async function cpuOf(pid: number): Promise<number> {
+  const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+}
+
+export interface Spawned {
+  readonly pid: number;
+  /** Largest VmRSS seen by the sampler and the kernel's own high-water mark, bytes. */
+  peak(): Promise<{ sampled: number; hwm: number }>;
+  stop(): Promise<void>;
+}
+
+/** Sample VmRSS every `everyMs` until stopped; the kernel's VmHWM backs it up between samples. */
+function sampler(pid: number, everyMs = 50) {
+  let max = 0;
+  let hwm = 0;
+  const timer = setInterval(() => {
+    void memoryOf(pid).then((m) => {
+      if (!m) return;
+      max = Math.max(max, m.rss);
+      hwm = Math.max(hwm, m.hwm);
+    });
+  }, everyMs);
+  return {
+    async peak() {
+      const m = await memoryOf(pid);
+      if (m) {
+        max = Math.max(max, m.rss);
+        hwm = Math.max(hwm, m.hwm);
+      }
+      return { sampled: max, hwm };
+    },
+    stop: () => clearInterval(timer),
+  };
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+/** Stop a child we started: SIGTERM, then SIGKILL if it is still there after `graceMs`. */
+async function terminate(child: ChildProcess, graceMs = 5_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  const gone = await Promise.race([exited(child).then(() => true), delay(graceMs).then(() => false)]);
+  if (!gone) {
+    child.kill('SIGKILL');
+    await exited(child);
+  }
+}
+
+export interface DispatchOptions {
+  /** Scratch directory of this instance (its log, reports and state go here). */
+  readonly home: string;
+  readonly port: number;
+  /** Serve these workloads (--dir), or a release (the rest of the arguments). */
+  readonly args: readonly string[];
+  readonly env?: Readonly<Record<string, string>>;
+  /** Extra node flags, e.g. --cpu-prof. */
+  readonly nodeFlags?: readonly string[];
+}
+
+/**
+ * The real CLI in a process of its own, bound to loopback without mDNS. Its
+ * log goes to a file (a pipe the bench might not drain in time would block
+ * dispatch's synchronous stdout writes and distort the figures).
+ */
+export async function startDispatchCli(options: DispatchOptions): Promise<Spawned & { readonly origin: string; readonly url: string; readonly log: string }> {
+  await mkdir(options.home, { recursive: true });
+  const log = join(options.home, 'dispatch.log');
+  const out = openSync(log, 'w');
+  const child = spawn(
+    process.execPath,
+    [...(options.nodeFlags ?? []), CLI, '--bind', `127.0.0.1:${options.port}`, '--no-mdns', '--state-dir', join(options.home, 'state'), '--reports', join(options.home, 'reports'), ...options.args],
+    { stdio: ['ignore', out, out], env: { ...process.env, ...options.env }, cwd: options.home },
+  );
+  closeSync(out);
+  const origin = `http://127.0.0.1:${options.port}`;
+  const started = Date.now();
+  // Ready when the API answers: it changes no job, unlike a HEAD.
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`dispatch exited with ${child.exitCode}: ${await readFile(log, 'utf8')}`);
+    const ok = await fetch(`${origin}/api/jobs`).then((r) => r.arrayBuffer().then(() => r.ok), () => false);
+    if (ok) break;
+    if (Date.now() - started > 20_000) {
+      await terminate(child);
+      throw new Error(`dispatch did not answer within 20 s: ${await readFile(log, 'utf8')}`);
+    }
+    await delay(50);
+  }
+  const memory = sampler(child.pid!);
+  return {
+    pid: child.pid!,
+    origin,
+    url: `${origin}/dispatch`,
+    log,
+    peak: () => memory.peak(),
+    stop: async () => {
+      memory.stop();
+      await terminate(child);
+    },
+  };
+}
+
+export const NGINX = '/usr/sbin/nginx';
+
+/** Is Debian's nginx there? */
+export function nginxAvailable(): boolean {
+  return spawnSync(NGINX, ['-v'], { stdio: 'ignore' }).status === 0;
+}
+
+/**
+ * A private nginx: our own minimal config in a scratch prefix, one worker
+ * (dispatch is one process too), sendfile on, access log off, serving `root`
+ * on 127.0.0.1:port in the foreground.
+ */
+export async function startNginx(prefix: string, root: string, port: number): Promise<Spawned & { readonly origin: string }> {
+  await mkdir(join(prefix, 'tmp'), { recursive: true });
+  // As root, workers would drop to `nobody`, who cannot read our 0700 scratch directory.
+  const user = process.getuid?.() === 0 ? 'user root root;\n' : '';
+  const conf = `${user}worker_processes 1;
+pid ${prefix}/nginx.pid;
+error_log ${prefix}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_timeout 65;
+  client_body_temp_path ${prefix}/tmp/body;
+  proxy_temp_path ${prefix}/tmp/proxy;
+  fastcgi_temp_path ${prefix}/tmp/fastcgi;
+  uwsgi_temp_path ${prefix}/tmp/uwsgi;
+  scgi_temp_path ${prefix}/tmp/scgi;
+  types { application/vnd.efi-img img; }
+  default_type application/octet-stream;
+  server {
+    listen 127.0.0.1:${port};
+    root ${root};
+  }
+}
+`;
+  const confPath = join(prefix, 'nginx.conf');
+  await writeFile(confPath, conf);
+  const child = spawn(NGINX, ['-p', prefix, '-e', join(prefix, 'error.log'), '-c', confPath, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const origin = `http://127.0.0.1:${port}`;
+  const started = Date.now();
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`nginx exited with ${child.exitCode}: ${stderr}`);
+    const ok = await fetch(`${origin}/`).then((r) => r.arrayBuffer().then(() => true), () => false);
+    if (ok) break;
+    if (Date.now() - started > 10_000) {
+      await terminate(child);
+      throw new Error(`nginx did not answer within 10 s: ${stderr}`);
+    }
+    await delay(50);
+  }
+  // The master only supervises; the worker serves. Measure the worker.
+  const worker = Number(spawnSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' }).stdout.trim().split('\n')[0]) || child.pid!;
+  const memory = sampler(worker);
+  return {
+    pid: worker,
+    origin,
+    peak: () => memory.peak(),
+    stop: async () => {
+      memory.stop();
+      await terminate(child);
+    },
+  };
+}
