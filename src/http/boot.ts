@@ -5,6 +5,7 @@ import type { Workload } from '../source/index.ts';
 import { countedBody, sendFile, streamTo } from './body.ts';
 import type { AppDeps, Env } from './deps.ts';
 import { peerAddress } from './peer.ts';
+import { Rejection } from './rejection.ts';
 import { parseRange, resolveRange, startsAtZero } from './range.ts';
 
 /**
@@ -18,6 +19,12 @@ export function bootRoute(deps: AppDeps) {
     const ip = peerAddress(c);
     if (ip === undefined) return c.text('cannot tell which server this is\n', 400);
     const method = c.req.method === 'HEAD' ? 'HEAD' : 'GET';
+    // A firmware never sends a body with HEAD or GET. One that says it does is
+    // malformed, and refused before any job moves: the download would start
+    // while Node is still reading (or refusing) that body, and the answer be lost.
+    if (requestHeader(c, 'transfer-encoding') !== undefined || Number(requestHeader(c, 'content-length') ?? 0) !== 0) {
+      throw new Rejection(400, `a ${method} of the boot path carries no body`);
+    }
     const rangeHeader = method === 'GET' ? requestHeader(c, 'range') : undefined;
     const spec = parseRange(rangeHeader);
     // A range from byte 0 is a fresh download, not a resume: it may take a new job.

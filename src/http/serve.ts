@@ -43,6 +43,9 @@ export const DEFAULT_LIMITS: HttpLimits = {
   maxConnectionsPerPeer: 16,
 };
 
+/** Connections waiting to be accepted (a thousand servers booting together). */
+const LISTEN_BACKLOG = 4096;
+
 /** How long a refused connection may stay open for its answer to be read. */
 const LINGER_MS = 1_000;
 
@@ -216,7 +219,10 @@ export async function bind(app: Hono<Env>, options: BindOptions): Promise<Bound>
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.port, options.host, () => {
+    // A rack powering on at once connects all together: Node's default backlog
+    // (511) overflows, and each dropped handshake costs its server a 1 s SYN retry.
+    // The kernel caps this at net.core.somaxconn.
+    server.listen({ port: options.port, host: options.host, backlog: LISTEN_BACKLOG }, () => {
       server.off('error', reject);
       resolve();
     });
