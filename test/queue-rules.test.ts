@@ -290,6 +290,40 @@ describe('saved and restored (--resume)', () => {
     assert.throws(() => setup({ restore: other }), /other workloads/);
   });
 
+  test('the saved text always says what persist() says, however the jobs moved since the last save', () => {
+    const lab = setup();
+    const check = (step: string) => assert.deepEqual(JSON.parse(lab.queue.persistJson()), throughDisk(lab.queue.persist()), step);
+    check('fresh');
+    const a = lab.boot('10.0.0.1');
+    check('booting');
+    lab.queue.reportAccepted(a, 'one', 'key-1');
+    check('reported');
+    lab.queue.reportFiled(a, 'https://github.com/o/r/issues/1', 'key-1');
+    check('finished');
+    lab.queue.reportAccepted(a, 'two', 'key-2');
+    check('reported again');
+    const claim = lab.queue.claim('10.0.0.2', 'HEAD');
+    check('assigned');
+    if (claim.kind !== 'job') throw new Error('expected a job');
+    lab.queue.beginTransfer(claim.id, '10.0.0.2', { reachesEnd: true }).end(false);
+    check('broken once');
+    lab.clock.increment(DOWNLOAD);
+    check('back in the pool');
+    lab.boot('10.0.0.3');
+    lab.clock.increment(RUN);
+    check('timed out');
+    const failed = lab.queue.list().find((job) => job.state === 'failed')!;
+    lab.queue.failureStored(failed.id, 'failure-key');
+    check('failure stored');
+    lab.queue.failureFiled(failed.id, 'https://github.com/o/r/issues/2');
+    check('failure filed');
+    lab.queue.claim('10.0.0.9', 'GET');
+    lab.queue.claim('10.0.0.8', 'GET');
+    check('powered off');
+    // Unchanged jobs reuse their text: the same string twice in a row.
+    assert.equal(lab.queue.persistJson().replace(/"savedAt":\d+/, ''), lab.queue.persistJson().replace(/"savedAt":\d+/, ''));
+  });
+
   test('every transition asks to be saved; progress does not', () => {
     const lab = setup();
     let changes = 0;

@@ -91,7 +91,8 @@ export async function startDispatch(config: Config, deps: StartDeps): Promise<Ru
     throw new UsageError(`cannot resume the run saved in ${folder}: ${(err as Error).message}; start without --resume to begin afresh`, { cause: err });
   }
   // Every transition is saved (a fresh run replaces what was there); answers that promise a state wait for it.
-  const state = new StateWriter(folder, () => ({ version: 1, identity, queue: queue.persist() }), (err) => log('state', `cannot save the run state: ${err.message}`));
+  const identityJson = JSON.stringify(identity);
+  const state = new StateWriter(folder, () => `{"version":1,"identity":${identityJson},"queue":${queue.persistJson()}}`, (err) => log('state', `cannot save the run state: ${err.message}`));
   queue.onChange(() => state.changed());
   state.changed();
   const persisted = () => state.flush();

@@ -138,7 +138,9 @@ export class StateWriter {
     const version = this.#version;
     let text: string;
     try {
-      text = `${JSON.stringify(this.#picture())}\n`;
+      const picture = this.#picture();
+      // A picture may come serialized already (the queue keeps each job's part as text).
+      text = `${typeof picture === 'string' ? picture : JSON.stringify(picture)}\n`;
     } catch (err) {
       this.#writing = false;
       this.#settle(version, err as Error);
