@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { apiJobs } from './fleet/lab.ts';
 import { overlappingRuns, runFleet, type FleetLog } from './fleet/simulator.ts';
 import { startFakeGitHub } from './github/fake.ts';
+import { mulberry32 } from './support/random.ts';
 
 // A lab night with a dispatch that keeps dying: the real CLI in its own
 // process, against the fake GitHub, serving a fleet of simulated servers,
@@ -28,17 +29,6 @@ const KILLS = 4;
 const WORKLOADS = 12;
 const SERVERS = 4;
 
-/** A small seeded generator (mulberry32), so a failing run can be replayed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -51,7 +41,7 @@ async function freePort(): Promise<number> {
 test('SIGKILLed at random points and resumed: every acknowledged report is filed exactly once and every job ends final', { timeout: 120_000 }, async (t) => {
   const seed = Number(process.env.FAULT_SEED ?? Math.floor(Math.random() * 1_000_000));
   t.diagnostic(`FAULT_SEED=${seed}`);
-  const next = random(seed);
+  const next = mulberry32(seed);
 
   const gh = await startFakeGitHub();
   t.after(() => gh.close());

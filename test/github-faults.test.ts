@@ -4,6 +4,7 @@ import { describe, test } from 'node:test';
 import { runFleet } from './fleet/simulator.ts';
 import type { FakeGitHub } from './github/fake.ts';
 import { OWNER, REPO, startGitHubLab, TAG } from './support/github-lab.ts';
+import { mulberry32 } from './support/random.ts';
 
 // Issue #7: a fleet runs to the end against a GitHub that fails about 30% of
 // the requests dispatch makes to file reports (5xx, secondary rate limits with
@@ -14,17 +15,6 @@ const FULL = `${OWNER}/${REPO}`;
 const SERVERS = 20;
 const MARKER = /<!-- dispatch:report:([0-9a-f-]{36}) -->/;
 
-/** A small, seeded generator (mulberry32): the same faults in the same order of requests. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 /** Everything dispatch asks GitHub while filing: issues (create, list, comments), milestones, the token's user. Not release assets. */
 const FILING = /\/repos\/[^/]+\/[^/]+\/(issues|milestones)(\/|\?|$)|\/user(\?|$)/;
@@ -50,7 +40,7 @@ describe('GitHub failing a third of the time', () => {
       setup: (fake) => fake.addRelease(FULL, { tag: TAG, assets: workloads.map((w) => ({ name: w.name, contentType: 'application/vnd.dispatch+efi', bytes: w.bytes })) }),
     });
     // After the start: a release GitHub would not give is another test.
-    const faults = unreliable(lab.fake, seeded(7));
+    const faults = unreliable(lab.fake, mulberry32(7));
 
     const fleet = await runFleet({ url: lab.running.url, servers: SERVERS, deadlineMs: 30_000, requestTimeoutMs: 10_000 });
     for (const server of fleet.servers) {

@@ -212,15 +212,18 @@ async function cache() {
       tag: 'v1',
       assets: Array.from({ length: CACHE_SERVERS }, (_, i) => ({ name: `memtest-${String(i).padStart(2, '0')}.efi`, contentType: 'application/vnd.dispatch+efi', path: file })),
     });
-    const dispatch = own(
-      await startDispatchCli({
-        home: join(scratch, 'dispatch-cache'),
-        port: await freePort(),
-        args: ['--owner', 'acme', '--repo', 'lab', '--tag', 'v1', '--api-url', fake.apiUrl],
-        env: { GITHUB_TOKEN: token },
-        nodeFlags,
-      }),
-    );
+    // The same dispatch twice over one state folder: cold, then on its cache.
+    const startCached = async () =>
+      own(
+        await startDispatchCli({
+          home: join(scratch, 'dispatch-cache'),
+          port: await freePort(),
+          args: ['--owner', 'acme', '--repo', 'lab', '--tag', 'v1', '--api-url', fake.apiUrl],
+          env: { GITHUB_TOKEN: token },
+          nodeFlags,
+        }),
+      );
+    const dispatch = await startCached();
     const startedAt = Date.now();
     const d = await curlAll(Array(CACHE_SERVERS).fill(dispatch.url), addresses(CACHE_SERVERS), CURL_TIMEOUT_S);
     // When the upstream download ended, from dispatch's own log line.
@@ -231,15 +234,7 @@ async function cache() {
     console.log(`upstream downloads ${blobs} (asset API requests ${api}); time to last byte ${fmt(d.ms)} ms for all ${CACHE_SERVERS} (the upstream download ended at ${fmt(upstreamMs)} ms, the first server done at ${fmt(Math.min(...d.results.map((r) => r.ms)))} ms); ${fmt(rate(d))} MiB/s aggregate${failures(d, CACHE_SIZE)}`);
     await release(dispatch);
     // Cached now: the same ${CACHE_SERVERS} downloads again, from disk, for comparison.
-    const warm = own(
-      await startDispatchCli({
-        home: join(scratch, 'dispatch-cache'),
-        port: await freePort(),
-        args: ['--owner', 'acme', '--repo', 'lab', '--tag', 'v1', '--api-url', fake.apiUrl],
-        env: { GITHUB_TOKEN: token },
-        nodeFlags,
-      }),
-    );
+    const warm = await startCached();
     const again = await curlAll(Array(CACHE_SERVERS).fill(warm.url), addresses(CACHE_SERVERS), CURL_TIMEOUT_S);
     console.log(`restarted on the same cache: upstream downloads ${fake.requestsTo('bytes').length - blobs} more; time to last byte ${fmt(again.ms)} ms${failures(again, CACHE_SIZE)}`);
     await release(warm);

@@ -1,18 +1,12 @@
 /** Seeded hostile requests for test/fuzz.test.ts: what a broken firmware, a broken workload or an attacker might send. */
+import { mulberry32 } from './random.ts';
 
 /** Servers that booted a job, so their PUTs reach the report parser (and never HEAD, which would fail their job). */
 export const BOOTED = Array.from({ length: 8 }, (_, i) => `127.0.2.${i + 1}`);
 
-/** mulberry32: the same requests on every run. */
+/** The same requests on every run. */
 export function seeded(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
+  const next = mulberry32(seed);
   const int = (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1));
   const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)]!;
   const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => int(0, 255)));
