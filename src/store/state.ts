@@ -104,23 +104,12 @@ export class StateWriter {
   #saved = 0;
   #writing = false;
   #ready: Promise<unknown> | undefined;
-  readonly #spacingMs: number;
-  #lastStart = -Infinity;
-  #timer: NodeJS.Timeout | undefined;
   readonly #waiters: Array<{ readonly version: number; resolve(): void; reject(err: Error): void }> = [];
 
-  /**
-   * `spacingMs`: a write starts at least this long after the one before.
-   * A lab at rest is saved at once; a rack booting together would otherwise
-   * keep the disk writing the whole state back to back (a thousand servers:
-   * hundreds of megabytes in a minute), and every answer that waits for a
-   * save would queue behind them.
-   */
-  constructor(folder: string, picture: () => unknown, onError: (err: Error) => void, spacingMs = 100) {
+  constructor(folder: string, picture: () => unknown, onError: (err: Error) => void) {
     this.path = join(folder, 'state.json');
     this.#picture = picture;
     this.#onError = onError;
-    this.#spacingMs = spacingMs;
   }
 
   changed(): void {
@@ -144,16 +133,7 @@ export class StateWriter {
   }
 
   #kick(): void {
-    if (this.#writing || this.#timer !== undefined || this.#saved >= this.#version) return;
-    const wait = this.#lastStart + this.#spacingMs - Date.now();
-    if (wait > 0) {
-      this.#timer = setTimeout(() => {
-        this.#timer = undefined;
-        this.#kick();
-      }, wait);
-      return;
-    }
-    this.#lastStart = Date.now();
+    if (this.#writing || this.#saved >= this.#version) return;
     this.#writing = true;
     const version = this.#version;
     let text: string;
