@@ -23,7 +23,8 @@ async function main(argv: readonly string[]): Promise<number> {
     return vmMain(parsed.config, { stdout: (chunk) => process.stdout.write(chunk), stderr: (line) => process.stderr.write(`${line}\n`) });
   }
   const { config, ui } = parsed;
-  const mode = ui.log === 'auto' ? (process.stdout.isTTY ? 'tui' : 'plain') : ui.log;
+  // ink draws nothing live under CI (it waits for the last frame), so a CI job with a terminal gets plain lines.
+  const mode = ui.log === 'auto' ? (process.stdout.isTTY && !inCi(process.env) ? 'tui' : 'plain') : ui.log;
 
   let quit: (why: string) => void = () => process.exit(130);
   let log: Log;
@@ -84,6 +85,11 @@ async function main(argv: readonly string[]): Promise<number> {
       });
     }
   });
+}
+
+/** As ink tells: CI or CONTINUOUS_INTEGRATION set, and not to 0 or false. */
+function inCi(env: NodeJS.ProcessEnv): boolean {
+  return ['CI', 'CONTINUOUS_INTEGRATION'].some((key) => env[key] !== undefined && env[key] !== '0' && env[key] !== 'false');
 }
 
 function describeSource(config: Config): string {
