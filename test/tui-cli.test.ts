@@ -149,8 +149,8 @@ describe('the TUI in a real terminal (tmux)', async () => {
     const tmux = (...args: string[]) => run('tmux', ['-L', socket, ...args]).then((r) => r.stdout);
     t.after(() => tmux('kill-server').catch(() => undefined));
     const exitFile = join(lab.dir, 'exit');
-    // `env -u`: under CI, ink draws nothing live (and dispatch's auto mode would pick plain lines).
-    const command = `env -u CI -u CONTINUOUS_INTEGRATION node ${join(ROOT, 'dist/cli/main.js')} --dir ${lab.workloads} --reports ${lab.reports} --state-dir ${lab.state} --bind 127.0.0.1:0 --no-mdns; echo $? > ${exitFile}; sleep 60`;
+    // CI=true on purpose: ink alone would draw nothing live under CI; dispatch must still show its TUI on a terminal.
+    const command = `CI=true node ${join(ROOT, 'dist/cli/main.js')} --dir ${lab.workloads} --reports ${lab.reports} --state-dir ${lab.state} --bind 127.0.0.1:0 --no-mdns; echo $? > ${exitFile}; sleep 60`;
     await tmux('new-session', '-d', '-s', 'lab', '-x', '100', '-y', '30', command);
     const screen = () => tmux('capture-pane', '-p', '-t', 'lab');
     const waitFor = async (what: RegExp, ms = 20_000): Promise<string> => {
@@ -203,6 +203,7 @@ describe('the TUI in a real terminal (tmux)', async () => {
     const tmux = (...args: string[]) => run('tmux', ['-L', socket, ...args]).then((r) => r.stdout);
     t.after(() => tmux('kill-server').catch(() => undefined));
     const script = join(ROOT, 'test/support/tui-crash.tsx');
+    // The fixture loads ink directly: without CI, or ink draws nothing live.
     const command = `cd ${ROOT} && env -u CI -u CONTINUOUS_INTEGRATION node --import tsx ${script}; echo $? > ${dir}/exit; stty -a > ${dir}/stty; sleep 60`;
     await tmux('new-session', '-d', '-s', 'crash', '-x', '100', '-y', '30', command);
     let stty = '';

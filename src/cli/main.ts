@@ -23,14 +23,13 @@ async function main(argv: readonly string[]): Promise<number> {
     return vmMain(parsed.config, { stdout: (chunk) => process.stdout.write(chunk), stderr: (line) => process.stderr.write(`${line}\n`) });
   }
   const { config, ui } = parsed;
-  // ink draws nothing live under CI (it waits for the last frame), so a CI job with a terminal gets plain lines.
-  const mode = ui.log === 'auto' ? (process.stdout.isTTY && !inCi(process.env) ? 'tui' : 'plain') : ui.log;
+  const mode = ui.log === 'auto' ? (process.stdout.isTTY ? 'tui' : 'plain') : ui.log;
 
   let quit: (why: string) => void = () => process.exit(130);
   let log: Log;
   if (mode === 'tui') {
     // Loaded only here: plain and JSON runs never pay for ink and its layout engine.
-    const { Tui } = await import('../ui/tui/app.tsx');
+    const { Tui } = await withoutCi(() => import('../ui/tui/app.tsx'));
     screen = new Tui({ stdout: process.stdout, stdin: process.stdin, clock: systemClock, loading: `loading workloads from ${describeSource(config)}`, onQuit: () => quit('q') });
     log = screen.log;
   } else {
@@ -87,9 +86,21 @@ async function main(argv: readonly string[]): Promise<number> {
   });
 }
 
-/** As ink tells: CI or CONTINUOUS_INTEGRATION set, and not to 0 or false. */
-function inCi(env: NodeJS.ProcessEnv): boolean {
-  return ['CI', 'CONTINUOUS_INTEGRATION'].some((key) => env[key] !== undefined && env[key] !== '0' && env[key] !== 'false');
+/**
+ * ink decides when it is first loaded that with CI or CONTINUOUS_INTEGRATION
+ * set nobody watches, and then draws only the last frame. The TUI runs only
+ * on a terminal (or when asked for), which is somebody watching: load ink
+ * with those two unset, then put them back for everything else.
+ */
+async function withoutCi<T>(load: () => Promise<T>): Promise<T> {
+  const saved = { CI: process.env.CI, CONTINUOUS_INTEGRATION: process.env.CONTINUOUS_INTEGRATION };
+  delete process.env.CI;
+  delete process.env.CONTINUOUS_INTEGRATION;
+  try {
+    return await load();
+  } finally {
+    for (const [key, value] of Object.entries(saved)) if (value !== undefined) process.env[key] = value;
+  }
 }
 
 function describeSource(config: Config): string {
