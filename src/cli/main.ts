@@ -53,12 +53,15 @@ async function main(argv: readonly string[]): Promise<number> {
     const end = (code: number, verdict?: Verdict) => {
       stopping = true;
       completion?.stop();
-      void running.close().then(() => {
-        screen?.unmount();
-        screen = undefined;
-        if (verdict) printVerdict(verdict, mode === 'json' ? 'json' : 'text', ui);
-        resolve(code);
-      });
+      void running
+        .close()
+        .catch((err: unknown) => log('dispatch', `stopping went wrong: ${err instanceof Error ? err.message : String(err)}`))
+        .then(() => {
+          screen?.unmount();
+          screen = undefined;
+          if (verdict) printVerdict(verdict, mode === 'json' ? 'json' : 'text', ui);
+          resolve(code);
+        });
     };
     quit = (why) => {
       if (stopping) {
