@@ -1,8 +1,8 @@
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { parseDuration } from '../src/cli/units.ts';
 import type { Candidate } from './discover.ts';
 import { DEFAULT_EFIVARS } from './firmware.ts';
-import { InfoExit, reportingOnce, UsageError } from '../src/cli/usage.ts';
+import { InfoExit, reportingOnce, UsageError, using } from '../src/cli/usage.ts';
 
 /** The path dispatch serves by default (its --path); used when a URL names only a host. */
 export const DEFAULT_PATH = '/dispatch';
@@ -51,17 +51,6 @@ export function parseServerUrl(text: string): string {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new RangeError(`"${text}" must be an http or https URL`);
   if (/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*$/i.test(value)) url.pathname = DEFAULT_PATH;
   return url.href;
-}
-
-/** Turn a parser's RangeError into commander's one-line reason. */
-function using<T>(parse: (text: string) => T) {
-  return (text: string): T => {
-    try {
-      return parse(text);
-    } catch (err) {
-      throw new InvalidArgumentError((err as Error).message);
-    }
-  };
 }
 
 const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];

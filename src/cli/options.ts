@@ -1,7 +1,7 @@
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { parseBind, parseBytes, parseDuration, parsePath } from './units.ts';
 import { addVmCommand, type VmConfig } from './vm.ts';
-import { InfoExit, reportingOnce, UsageError } from './usage.ts';
+import { InfoExit, reportingOnce, UsageError, using } from './usage.ts';
 
 /** Where workloads and reports live on GitHub. */
 export interface GitHubConfig {
@@ -80,17 +80,6 @@ function parseApiUrl(text: string): string {
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new RangeError(`"${text}" must be an http or https URL`);
   if (url.username || url.password) throw new RangeError('the API URL must not carry credentials: use --token');
   return url.toString().replace(/\/+$/, '');
-}
-
-/** Turn commander's parser errors into a one-line reason. */
-function using<T>(parse: (text: string) => T) {
-  return (text: string): T => {
-    try {
-      return parse(text);
-    } catch (err) {
-      throw new InvalidArgumentError((err as Error).message);
-    }
-  };
 }
 
 export function buildProgram(version: string, io: ParseIo, onVm: (config: VmConfig) => void = () => undefined): Command {

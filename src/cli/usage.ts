@@ -1,3 +1,5 @@
+import { InvalidArgumentError } from 'commander';
+
 /** A bad command line: one line on stderr, exit 2. Shared by dispatch and beacon. */
 export class UsageError extends Error {
   override name = 'UsageError';
@@ -14,4 +16,15 @@ export function reportingOnce<T extends { showHelpAfterError(v: boolean): T; exi
     .showHelpAfterError(false)
     .exitOverride()
     .configureOutput({ writeOut: out, writeErr: () => undefined, outputError: () => undefined });
+}
+
+/** Wrap a parser that throws a one-line RangeError as a commander argument parser with that reason. */
+export function using<T>(parse: (text: string) => T) {
+  return (text: string): T => {
+    try {
+      return parse(text);
+    } catch (err) {
+      throw new InvalidArgumentError((err as Error).message);
+    }
+  };
 }
