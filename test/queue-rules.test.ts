@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { describe, test } from 'node:test';
 import { SimulatedClock } from 'xstate';
-import { Queue, type QueueEvent, type QueueState } from '../src/jobs/index.ts';
+import { Queue, replayChanges, type QueueEvent, type QueueState } from '../src/jobs/index.ts';
 import { fakeWorkload } from './support/workloads.ts';
 
 // Rules 4 and 5 of DESIGN §5, and a queue saved and restored in every state
@@ -322,6 +322,61 @@ describe('saved and restored (--resume)', () => {
     check('powered off');
     // Unchanged jobs reuse their text: the same string twice in a row.
     assert.equal(lab.queue.persistJson().replace(/"savedAt":\d+/, ''), lab.queue.persistJson().replace(/"savedAt":\d+/, ''));
+  });
+
+  test('journal entries replayed onto an earlier picture say what persist() says, however the jobs moved', () => {
+    const lab = setup();
+    const picture = throughDisk(lab.queue.persist());
+    const entries: unknown[] = [];
+    const take = () => {
+      const text = lab.queue.changesJson();
+      if (text !== undefined) entries.push(JSON.parse(text));
+    };
+    const check = (step: string) => {
+      take();
+      assert.deepEqual(replayChanges(picture, entries), throughDisk(lab.queue.persist()), step);
+    };
+    check('nothing yet');
+    assert.equal(entries.length, 0, 'no change, no entry');
+    const a = lab.boot('10.0.0.1');
+    check('booting');
+    assert.equal(lab.queue.changesJson(), undefined, 'an entry holds each change once');
+    lab.queue.reportAccepted(a, 'one', 'key-1');
+    lab.queue.reportFiled(a, 'https://github.com/o/r/issues/1', 'key-1');
+    check('finished');
+    const claim = lab.queue.claim('10.0.0.2', 'HEAD');
+    if (claim.kind !== 'job') throw new Error('expected a job');
+    lab.queue.claim('10.0.0.2', 'HEAD');
+    check('assigned, and a HEAD again');
+    lab.queue.beginTransfer(claim.id, '10.0.0.2', { reachesEnd: true }).end(false);
+    lab.clock.increment(DOWNLOAD);
+    check('back in the pool: the server holds nothing');
+    lab.boot('10.0.0.3');
+    lab.clock.increment(RUN);
+    const failed = lab.queue.list().find((job) => job.state === 'failed')!;
+    lab.queue.failureStored(failed.id, 'failure-key');
+    lab.queue.failureFiled(failed.id, 'https://github.com/o/r/issues/2');
+    check('timed out, failure filed');
+    lab.boot('10.0.0.2');
+    lab.queue.claim('10.0.0.9', 'GET');
+    check('powered off');
+    lab.queue.claim('10.0.0.9', 'HEAD');
+    check('powered off again: no change');
+    // What --resume does with it: the restored queue is the one that was saved.
+    const again = setup({ restore: replayChanges(picture, entries), clock: lab.clock });
+    assert.deepEqual(again.queue.list().map((j) => [j.name, j.state, j.ip]), lab.queue.list().map((j) => [j.name, j.state, j.ip]));
+    assert.deepEqual(again.queue.claim('10.0.0.7', 'HEAD'), { kind: 'poweroff' }, 'nothing is handed out twice');
+  });
+
+  test('a journal entry that does not fit the picture is refused', () => {
+    const lab = setup();
+    const picture = throughDisk(lab.queue.persist());
+    lab.boot('10.0.0.1');
+    const entry = JSON.parse(lab.queue.changesJson()!) as { jobs: [number, { name: string }][]; servers: unknown[] };
+    assert.throws(() => replayChanges(picture, [{ ...entry, jobs: [[7, entry.jobs[0]![1]]] }]), /journal entry 1: a job that is not in the run/);
+    assert.throws(() => replayChanges(picture, [entry, { ...entry, jobs: [[0, { ...entry.jobs[0]![1], name: 'z.efi' }]] }]), /journal entry 2: a job that is not in the run/);
+    assert.throws(() => replayChanges(picture, [{ ...entry, servers: [['10.0.0.1', 9, false]] }]), /a server entry that does not fit/);
+    assert.throws(() => replayChanges(picture, ['garbage']), /not a journal entry/);
   });
 
   test('every transition asks to be saved; progress does not', () => {

@@ -9,7 +9,6 @@ import { SimulatedClock } from 'xstate';
 import { Queue, type QueueState } from '../src/jobs/index.ts';
 import type { GitHub } from '../src/github/index.ts';
 import { GitHubSink, Outbox, Reporter, type Filing, type ReportSink, type StoredFiling } from '../src/report/index.ts';
-import { StateError, StateWriter } from '../src/store/index.ts';
 import { fakeWorkload } from './support/workloads.ts';
 import { splitReport, startLab } from './fleet/lab.ts';
 import { OWNER, REPO, startGitHubLab, TAG } from './support/github-lab.ts';
@@ -232,49 +231,6 @@ describe('when the state cannot be saved', () => {
     assert.equal((await server.post()).status, 417, 'the job moved on: a boot now is refused');
     assert.equal((await server.put({ title: 'second' })).status, 200, 'saves work again');
     assert.ok(JSON.parse(await readFile(join(path, 'state.json'), 'utf8')));
-  });
-});
-
-describe('state writer', () => {
-  test('bursts of changes coalesce into few writes, and flush waits for the latest', async (t) => {
-    const dir = await mkdtemp(join(tmpdir(), 'dispatch-state-'));
-    t.after(() => rm(dir, { recursive: true, force: true }));
-    let reads = 0;
-    let value = 0;
-    const writer = new StateWriter(join(dir, 'run'), () => {
-      reads += 1;
-      return { value };
-    }, () => undefined);
-    for (let i = 1; i <= 100; i += 1) {
-      value = i;
-      writer.changed();
-    }
-    await writer.flush();
-    assert.ok(reads <= 2, `one write in flight and one more for the rest (${reads} writes)`);
-    assert.deepEqual(JSON.parse(await readFile(writer.path, 'utf8')), { value: 100 });
-    await writer.flush(); // nothing new: resolves at once
-    assert.ok(reads <= 2);
-    value = 101;
-    writer.changed();
-    await writer.flush();
-    assert.deepEqual(JSON.parse(await readFile(writer.path, 'utf8')), { value: 101 });
-    assert.equal((await readdir(join(dir, 'run'))).filter((n) => n.startsWith('.tmp')).length, 0, 'no temporary file left');
-  });
-
-  test('a write that fails rejects flush, and a later one succeeds', async (t) => {
-    const dir = await mkdtemp(join(tmpdir(), 'dispatch-state-'));
-    t.after(() => rm(dir, { recursive: true, force: true }));
-    let broken = true;
-    const errors: string[] = [];
-    const writer = new StateWriter(join(dir, 'run'), () => {
-      if (broken) throw new Error('disk on fire');
-      return { ok: true };
-    }, (err) => errors.push(err.message));
-    writer.changed();
-    await assert.rejects(writer.flush(), (err: Error) => err instanceof StateError && /cannot save the run state/.test(err.message));
-    broken = false;
-    await writer.flush();
-    assert.ok((await stat(writer.path)).isFile());
   });
 });
 

@@ -3,7 +3,7 @@ import { networkInterfaces } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ghAuthToken, GitHub, resolveToken, TOKEN_HELP } from '../github/index.ts';
 import { bind, createApp } from '../http/index.ts';
-import { Queue, systemClock, type Clock, type QueueState } from '../jobs/index.ts';
+import { Queue, replayChanges, systemClock, type Clock, type QueueState } from '../jobs/index.ts';
 import type { Log } from '../log.ts';
 import { createAdvertiser } from '../mdns/index.ts';
 import { checkReportDirectory, directorySink, GitHubSink, Outbox, ReportError, Reporter, type ReportSink } from '../report/index.ts';
@@ -91,8 +91,7 @@ export async function startDispatch(config: Config, deps: StartDeps): Promise<Ru
     throw new UsageError(`cannot resume the run saved in ${folder}: ${(err as Error).message}; start without --resume to begin afresh`, { cause: err });
   }
   // Every transition is saved (a fresh run replaces what was there); answers that promise a state wait for it.
-  const identityJson = JSON.stringify(identity);
-  const state = new StateWriter(folder, () => `{"version":1,"identity":${identityJson},"queue":${queue.persistJson()}}`, (err) => log('state', `cannot save the run state: ${err.message}`));
+  const state = new StateWriter(folder, identity, { snapshot: () => queue.persistJson(), changes: () => queue.changesJson() }, (err) => log('state', `cannot save the run state: ${err.message}`));
   queue.onChange(() => state.changed());
   state.changed();
   const persisted = () => state.flush();
@@ -184,8 +183,14 @@ async function savedRun(stateDir: string, folder: string, identity: SourceIdenti
   const why = identityMismatch(saved.identity, identity);
   if (why) throw new UsageError(`cannot resume: ${why}; start without --resume to begin afresh`);
   if (saved.queue?.version !== 1 || !Array.isArray(saved.queue.jobs)) throw new UsageError(`cannot resume: the saved run in ${folder} is damaged; start without --resume to begin afresh`);
-  log('state', `--resume: continuing run ${saved.queue.run} of ${identity.where}, saved ${new Date(saved.queue.savedAt).toISOString()}`);
-  return saved.queue;
+  let queue: QueueState;
+  try {
+    queue = replayChanges(saved.queue, saved.changes);
+  } catch (err) {
+    throw new UsageError(`cannot resume: the saved run's journal in ${folder} is damaged (${(err as Error).message}); start without --resume to begin afresh`, { cause: err });
+  }
+  log('state', `--resume: continuing run ${queue.run} of ${identity.where}, saved ${new Date(queue.savedAt).toISOString()}`);
+  return queue;
 }
 
 /** Find a token (never logged, only where it came from) and build the client. */

@@ -163,6 +163,9 @@ export class Queue {
   readonly #poweredOff = new Set<string>();
   readonly #listeners = new Set<(event: QueueEvent) => void>();
   readonly #changeListeners = new Set<() => void>();
+  /** Jobs and servers changed since the last `changesJson()`: what the next journal entry holds. */
+  readonly #dirtyJobs = new Set<Job>();
+  readonly #dirtyServers = new Set<string>();
   /** Inside #send: transitions are told from there, not from #observe. */
   #sending = false;
 
@@ -240,12 +243,12 @@ export class Queue {
     }
   }
 
-  /** Listen for changes worth saving (every transition; never mere progress). */
   /** Servers whose last answer was poweroff.efi (rule 8 waits for them; a resumed run remembers them). */
   poweredOff(): readonly string[] {
     return [...this.#poweredOff];
   }
 
+  /** Listen for changes worth saving (every transition; never mere progress). */
   onChange(listener: () => void): () => void {
     this.#changeListeners.add(listener);
     return () => this.#changeListeners.delete(listener);
@@ -273,6 +276,21 @@ export class Queue {
     const jobs = this.#jobs.map((job) => this.#savedText(job)).join(',');
     const held = [...this.#byIp].map(([ip, job]) => [ip, job.id]);
     return `{"version":1,"run":${JSON.stringify(this.run)},"savedAt":${this.#clock.now()},"jobs":[${jobs}],"pool":${JSON.stringify(this.#pool)},"held":${JSON.stringify(held)},"poweredOff":${JSON.stringify([...this.#poweredOff])}}`;
+  }
+
+  /**
+   * What changed since the last call, as one JSON text for the state
+   * journal (`replayChanges` applies it to a saved picture), or undefined
+   * when nothing did. Each changed job's whole part, each changed server's
+   * hold: the cost follows what changed, never the number of jobs.
+   */
+  changesJson(): string | undefined {
+    if (this.#dirtyJobs.size === 0 && this.#dirtyServers.size === 0) return undefined;
+    const jobs = [...this.#dirtyJobs].map((job) => `[${job.id},${this.#savedText(job)}]`).join(',');
+    const servers = [...this.#dirtyServers].map((ip) => JSON.stringify([ip, this.#byIp.get(ip)?.id ?? null, this.#poweredOff.has(ip)])).join(',');
+    this.#dirtyJobs.clear();
+    this.#dirtyServers.clear();
+    return `{"savedAt":${this.#clock.now()},"jobs":[${jobs}],"servers":[${servers}]}`;
   }
 
   #savedJob(job: Job): QueueState['jobs'][number] {
@@ -336,7 +354,10 @@ export class Queue {
       const { state, transferred } = this.#context(held);
       if (state === 'assigned' || (state === 'downloading' && !transferred)) {
         // HEAD then GET is the normal pair; anything else is the firmware retrying.
-        if (method === 'HEAD' || state === 'downloading') this.#note(held, `${method} again: same job (rule 1)`, ip);
+        if (method === 'HEAD' || state === 'downloading') {
+          this.#note(held, `${method} again: same job (rule 1)`, ip);
+          this.#changed(held);
+        }
         return this.#claimOf(held);
       }
       if (state === 'downloading' || state === 'booting') {
@@ -347,6 +368,7 @@ export class Queue {
     if (next === undefined) {
       if (!this.#poweredOff.has(ip)) {
         this.#poweredOff.add(ip);
+        this.#dirtyServers.add(ip);
         this.#changed();
       }
       this.#emit({ kind: 'poweroff', at: this.#clock.now(), ip, method, what: `${method} poweroff.efi: nothing left to run` });
@@ -355,6 +377,7 @@ export class Queue {
     const job = this.#jobs[next]!;
     this.#poweredOff.delete(ip);
     this.#byIp.set(ip, job);
+    this.#dirtyServers.add(ip);
     this.#send(job, { type: 'assign', ip }, `assigned to ${ip} (${method})`, ip);
     return this.#claimOf(job);
   }
@@ -455,11 +478,11 @@ export class Queue {
     if (state === 'failed') {
       this.#note(job, `late report accepted (after the run timeout): ${JSON.stringify(title)}`, ip);
       this.#emit({ kind: 'job', at: this.#clock.now(), job: this.#view(job), what: `late report accepted: ${JSON.stringify(title)}` });
-      this.#changed();
+      this.#changed(job);
       return { late: true };
     }
     this.#send(job, { type: 'report' }, `report accepted: ${JSON.stringify(title)}`, ip);
-    this.#changed();
+    this.#changed(job);
     return { late: false };
   }
 
@@ -477,7 +500,7 @@ export class Queue {
     } else {
       this.#send(job, { type: 'report.filed' }, `report filed: ${ref}`, ip);
     }
-    this.#changed();
+    this.#changed(job);
   }
 
   /** Keys of job `id`'s acknowledged reports that are not filed yet. */
@@ -495,7 +518,7 @@ export class Queue {
   failureStored(id: number, key: string): void {
     const job = this.#jobs[id]!;
     job.failure.key = key;
-    this.#changed();
+    this.#changed(job);
   }
 
   /** The failure report of a failed job has been filed at `ref`. */
@@ -506,7 +529,7 @@ export class Queue {
     job.reports.push(ref);
     this.#note(job, `failure report filed: ${ref}`, this.#context(job).ip);
     this.#emit({ kind: 'job', at: this.#clock.now(), job: this.#view(job), what: `failure report filed: ${ref}` });
-    this.#changed();
+    this.#changed(job);
   }
 
   /** Stop every job's timers. */
@@ -539,7 +562,7 @@ export class Queue {
     if (after.value === 'failed' && before.value !== 'failed') {
       this.#emit({ kind: 'failed', at: this.#clock.now(), job: this.#view(job) });
     }
-    this.#changed();
+    this.#changed(job);
   }
 
   /** Every snapshot passes here, including ones the machine makes itself (timeouts). */
@@ -552,7 +575,10 @@ export class Queue {
     job.since = this.#clock.now();
     if (state === 'unassigned' && (from === 'assigned' || from === 'downloading')) {
       // Rule 2: the hold lapsed (a restart re-arms it); the job is anyone's again, first in line by name.
-      if (previousIp !== null && this.#byIp.get(previousIp) === job) this.#byIp.delete(previousIp);
+      if (previousIp !== null && this.#byIp.get(previousIp) === job) {
+        this.#byIp.delete(previousIp);
+        this.#dirtyServers.add(previousIp);
+      }
       this.#returnToPool(job.id);
     }
     // #send tells its own transitions; the rest are the machine's timers.
@@ -565,10 +591,12 @@ export class Queue {
       this.#emit({ kind: 'job', at: this.#clock.now(), job: this.#view(job), what });
     }
     if (state === 'failed') this.#emit({ kind: 'failed', at: this.#clock.now(), job: this.#view(job) });
-    this.#changed();
+    this.#changed(job);
   }
 
-  #changed(): void {
+  /** Something worth saving changed (of `job`, when given): the listeners save it. */
+  #changed(job?: Job): void {
+    if (job) this.#dirtyJobs.add(job);
     for (const listener of this.#changeListeners) listener();
   }
 
@@ -610,6 +638,41 @@ export class Queue {
       dropped: job.dropped,
     };
   }
+}
+
+/**
+ * A saved picture with journal entries (`changesJson()`, oldest first)
+ * applied: what `persist()` said when the last of them was written. Throws
+ * on an entry that does not fit the picture (a damaged journal). Pure.
+ */
+export function replayChanges(state: QueueState, entries: readonly unknown[]): QueueState {
+  if (entries.length === 0) return state;
+  const jobs = [...state.jobs];
+  const held = new Map(state.held);
+  const poweredOff = new Set(state.poweredOff);
+  let savedAt = state.savedAt;
+  entries.forEach((entry, n) => {
+    const bad = (why: string) => new Error(`journal entry ${n + 1}: ${why}`);
+    const { savedAt: at, jobs: changed, servers } = (entry ?? {}) as { savedAt?: unknown; jobs?: unknown; servers?: unknown };
+    if (typeof at !== 'number' || !Array.isArray(changed) || !Array.isArray(servers)) throw bad('not a journal entry');
+    savedAt = at;
+    for (const item of changed as unknown[]) {
+      const [id, job] = Array.isArray(item) ? (item as [unknown, SavedJob | undefined]) : [];
+      if (typeof id !== 'number' || jobs[id] === undefined || job?.name !== jobs[id]!.name || typeof job.snapshot !== 'object') throw bad('a job that is not in the run');
+      jobs[id] = job;
+    }
+    for (const item of servers as unknown[]) {
+      const [ip, id, off] = Array.isArray(item) ? (item as unknown[]) : [];
+      if (typeof ip !== 'string' || !(id === null || (typeof id === 'number' && jobs[id] !== undefined)) || typeof off !== 'boolean') throw bad('a server entry that does not fit');
+      if (id === null) held.delete(ip);
+      else held.set(ip, id);
+      if (off) poweredOff.add(ip);
+      else poweredOff.delete(ip);
+    }
+  });
+  // The pool is every unassigned job, in order: a job leaves it only by being assigned, and comes back only by lapsing to unassigned.
+  const pool = jobs.flatMap((job, id) => ((job.snapshot as { value?: unknown }).value === 'unassigned' ? [id] : []));
+  return { ...state, savedAt, jobs, pool, held: [...held], poweredOff: [...poweredOff] };
 }
 
 /** 5400000 → 90m: the run timeout as a failure reason says it. */
