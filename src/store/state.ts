@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
 import { mkdir, open, readdir, readFile, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeAtomic } from './durable.ts';
@@ -146,7 +147,7 @@ const COMPACT_AT_BYTES = 1024 * 1024;
  * dirty; a save starts once the current task is done, one is in flight at
  * a time, and changes made meanwhile go out together in the next (group
  * commit). `flush()` resolves once every change
- * made before it is on disk: a journal line appended and fdatasynced, or a
+ * made before it is on disk: a journal line appended (O_DSYNC), or a
  * new picture written to a temporary file, synced, renamed, its directory
  * synced. Once the journal outgrows the picture, the next save is a picture
  * with a fresh journal, and the old journal goes. A crash at any point
@@ -256,7 +257,8 @@ export class StateWriter {
     const text = `{"version":1,"identity":${this.#identityJson},"journal":${JSON.stringify(name)},"queue":${queue}}\n`;
     await mkdir(this.#folder, { recursive: true });
     // Created before the picture that names it, so the picture's directory sync makes its entry durable too.
-    const handle = await open(join(this.#folder, name), 'a');
+    // O_DSYNC: each append is on disk when its write returns, one trip to the thread pool instead of two.
+    const handle = await open(join(this.#folder, name), constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_DSYNC);
     try {
       await writeAtomic(this.path, text);
     } catch (err) {
@@ -279,12 +281,12 @@ export class StateWriter {
     const changes = this.#source.changes();
     const journal = this.#journal!;
     if (changes === undefined) return;
-    const line = `${changes}\n`;
-    await journal.handle.appendFile(line, 'utf8');
-    await journal.handle.datasync();
-    journal.bytes += line.length;
-    // A journal whose folder was removed under us takes appends that no restart will ever read.
-    if ((await journal.handle.stat()).nlink === 0) throw new Error(`the journal ${join(this.#folder, journal.name)} was removed`);
+    const line = Buffer.from(`${changes}\n`, 'utf8');
+    // A journal whose folder was removed under us takes appends that no restart will ever read: asked alongside, not after.
+    const [{ bytesWritten }, { nlink }] = await Promise.all([journal.handle.write(line), journal.handle.stat()]);
+    if (bytesWritten !== line.byteLength) throw new Error(`only ${bytesWritten} of ${line.byteLength} bytes reached the journal ${join(this.#folder, journal.name)}`);
+    if (nlink === 0) throw new Error(`the journal ${join(this.#folder, journal.name)} was removed`);
+    journal.bytes += line.byteLength;
   }
 
   #settle(version: number, error?: Error): void {
