@@ -3,7 +3,9 @@ import { readdir, readFile, truncate } from 'node:fs/promises';
 import http from 'node:http';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { FIRMWARE_HEADERS } from './fleet/http.ts';
 import { splitReport, startLab, type ApiJob, type Lab } from './fleet/lab.ts';
+import { sha256 } from './fleet/simulator.ts';
 
 // DESIGN §4 through real sockets: each simulated server connects from its own
 // loopback address, and dispatch knows it by that address alone.
@@ -128,6 +130,23 @@ describe('nothing left to run', () => {
   });
 });
 
+/** A GET by a reader that stops reading for a while after each chunk: the socket fills, and writes wait on it. */
+function slowGet(url: string, localAddress: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const request = http.get(url, { localAddress, headers: { ...FIRMWARE_HEADERS } }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => {
+        chunks.push(chunk);
+        response.pause();
+        setTimeout(() => response.resume(), 20);
+      });
+      response.on('end', () => resolve(Buffer.concat(chunks)));
+      response.on('error', reject);
+    });
+    request.on('error', reject);
+  });
+}
+
 describe('resumed downloads', () => {
   test('a Range from the server that holds the job is 206 with that range of the same workload', async (t) => {
     const lab = await startLab(t, { workloads: THREE });
@@ -167,6 +186,35 @@ describe('resumed downloads', () => {
     const job = await lab.job('big.img');
     assert.deepEqual([job.state, job.ip, job.attempts], ['downloading', server.ip, 2]);
     assert.equal((await lab.job('next.efi')).state, 'unassigned');
+  });
+
+  test('read buffers reused across downloads never mix bytes: many at once, of every size, some cut short, each exact', async (t) => {
+    // Sizes around the buffer classes (16 KiB … 512 KiB, and two buffers past 512 KiB), so downloads share pooled buffers.
+    const sizes = [1, 16 * 1024, 16 * 1024 + 1, 100_000, 512 * 1024, 512 * 1024 + 7, 1_300_000];
+    const workloads = Object.fromEntries(Array.from({ length: 42 }, (_, i) => [`w${String(i).padStart(2, '0')}.efi`, sizes[i % sizes.length]!]));
+    const lab = await startLab(t, { workloads });
+    for (let round = 0; round < 2; round += 1) {
+      const servers = Array.from({ length: 21 }, (_, i) => lab.server(round * 21 + i));
+      const gets = await Promise.all(
+        servers.map(async (server, i) => {
+          const head = await server.head();
+          const size = Number(head.headers['content-length']);
+          // Every third download breaks part-way (its buffers go back with a read or a write still pending), then resumes.
+          if (i % 3 === 1) return slowGet(lab.url, server.ip);
+          if (i % 3 === 0 && size > 2) {
+            const first = await server.request('GET', { headers: { ...FIRMWARE_HEADERS }, breakAfter: Math.floor(size / 2) });
+            const rest = await server.get(`bytes=${first.body.byteLength}-${size - 1}`);
+            return Buffer.concat([first.body, rest.body]);
+          }
+          return (await server.get()).body;
+        }),
+      );
+      for (const body of gets) {
+        const name = lab.names.get(sha256(body));
+        assert.ok(name, `a download of ${body.byteLength} bytes is exactly one of the workloads`);
+      }
+      assert.equal(new Set(gets.map((body) => sha256(body))).size, servers.length, 'each server got a workload of its own');
+    }
   });
 
   test('a workload file that shrank after its size was announced breaks the transfer rather than ending it short', async (t) => {

@@ -77,15 +77,47 @@ export function streamTo(outgoing: ServerResponse, source: Readable, transfer: T
 
 /** Bytes per file read: large enough that per-read costs vanish, small enough that 2 per download stay cheap. */
 const FILE_CHUNK = 512 * 1024;
+/** The smallest read buffer handed out: every size is rounded up to a power of two from here. */
+const SMALLEST_CHUNK = 16 * 1024;
+/** Bytes of idle read buffers kept for the next downloads; beyond it, a returned buffer is left to the collector. */
+const POOL_BYTES = 16 * 1024 * 1024;
 
 /**
- * Send bytes [start, end] of a file to the Node response through two buffers
- * of this download's own, reused for every chunk: one is read from disk while
- * the socket sends the other. A buffer is read into again only once the
- * socket has taken its bytes (the write callback), so memory per download is
- * fixed. Callbacks rather than promises: a gigabyte is 2,048 chunks per
- * download, and each promise, result object and closure per chunk is garbage
- * the collector must chase while every download runs. Accounting as `streamTo`.
+ * Read buffers, reused from one download to the next. A thousand servers
+ * fetching a small workload at once would otherwise each get a buffer of its
+ * own, alive until the collector gets to it, long after the socket took its
+ * bytes: most of the memory of a boot storm. A buffer comes back only once
+ * the socket is done with it; one that never does is simply not reused.
+ */
+const pool = {
+  free: new Map<number, Buffer[]>(),
+  bytes: 0,
+  take(wanted: number): Buffer {
+    let size = SMALLEST_CHUNK;
+    while (size < wanted) size *= 2;
+    const buffer = this.free.get(size)?.pop();
+    if (!buffer) return Buffer.allocUnsafeSlow(size);
+    this.bytes -= size;
+    return buffer;
+  },
+  give(buffer: Buffer): void {
+    if (this.bytes + buffer.byteLength > POOL_BYTES) return;
+    this.bytes += buffer.byteLength;
+    const list = this.free.get(buffer.byteLength) ?? [];
+    list.push(buffer);
+    this.free.set(buffer.byteLength, list);
+  },
+};
+
+/**
+ * Send bytes [start, end] of a file to the Node response through two
+ * buffers, reused for every chunk of this download and then by the next
+ * download: one is read from disk while the socket sends the other. A buffer
+ * is read into again only once the socket has taken its bytes (the write
+ * callback), so memory per download is fixed. Callbacks rather than
+ * promises: a gigabyte is 2,048 chunks per download, and each promise,
+ * result object and closure per chunk is garbage the collector must chase
+ * while every download runs. Accounting as `streamTo`.
  */
 export function sendFile(outgoing: ServerResponse, path: string, range: { start: number; end: number }, transfer: Transfer | undefined): void {
   if (transfer) {
@@ -99,20 +131,32 @@ export function sendFile(outgoing: ServerResponse, path: string, range: { start:
   };
   fsOpen(path, 'r', (err, fd) => {
     if (err) return fail();
-    const size = Math.min(FILE_CHUNK, range.end + 1 - range.start);
+    const length = range.end + 1 - range.start;
+    const size = Math.min(FILE_CHUNK, length);
     // The second buffer only when one chunk is not the whole range (most EFI files are one chunk).
-    const buffers = [Buffer.allocUnsafeSlow(size), size < range.end + 1 - range.start ? Buffer.allocUnsafeSlow(size) : undefined] as const;
+    const buffers: Array<Buffer | undefined> = [pool.take(size), size < length ? pool.take(size) : undefined];
     /** The socket still holds buffer i's bytes. */
     const held = [false, false];
     let next = 0;
     let position = range.start;
     let reading = false;
     let open = true;
+    /** Buffers go back to the pool once neither the disk nor the socket has them. */
+    const giveBack = () => {
+      if (open || reading) return;
+      for (const i of [0, 1]) {
+        const buffer = buffers[i];
+        if (buffer === undefined || held[i]) continue;
+        buffers[i] = undefined;
+        pool.give(buffer);
+      }
+    };
     // Never close the descriptor under a read in flight: the number could be reused meanwhile.
     const release = () => {
       if (!open || reading) return;
       open = false;
       fsClose(fd, () => undefined);
+      giveBack();
     };
     const pump = () => {
       if (!open || reading) return;
@@ -124,8 +168,9 @@ export function sendFile(outgoing: ServerResponse, path: string, range: { start:
       }
       const i = next;
       if (held[i]) return;
+      const buffer = buffers[i]!;
       reading = true;
-      fsRead(fd, buffers[i]!, 0, Math.min(size, range.end + 1 - position), position, (readErr, bytesRead) => {
+      fsRead(fd, buffer, 0, Math.min(size, range.end + 1 - position), position, (readErr, bytesRead) => {
         reading = false;
         if (outgoing.destroyed) return release();
         // A file that shrank since it was announced: never end short as if complete.
@@ -136,21 +181,16 @@ export function sendFile(outgoing: ServerResponse, path: string, range: { start:
         position += bytesRead;
         held[i] = true;
         next = i ^ 1;
-        outgoing.write(bytesRead === size ? buffers[i]! : buffers[i]!.subarray(0, bytesRead), taken[i]);
+        outgoing.write(buffer.subarray(0, bytesRead), taken[i]);
         transfer?.progress(position - range.start);
         pump();
       });
     };
-    const taken = [
-      () => {
-        held[0] = false;
-        pump();
-      },
-      () => {
-        held[1] = false;
-        pump();
-      },
-    ] as const;
+    const taken = [0, 1].map((i) => () => {
+      held[i] = false;
+      if (open) pump();
+      else giveBack();
+    });
     outgoing.once('close', release);
     pump();
   });
