@@ -246,6 +246,7 @@ async function main(): Promise<void> {
   const run = new Run(JSON.parse(line.value) as FleetClientConfig);
   const loop = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
   loop.enable();
+  const rssAtStart = process.memoryUsage.rss();
   const cpu = process.cpuUsage();
   const deadline = setTimeout(() => run.end(), run.config.deadlineMs);
   const started = performance.now();
@@ -270,9 +271,9 @@ async function main(): Promise<void> {
     unfinished: run.unfinished,
     unfinishedExamples: run.unfinishedExamples,
     violations: run.violations,
-    cpuMs: (used.user + used.system) / 1000,
+    cpuMs: { user: used.user / 1000, system: used.system / 1000 },
     loopDelayMs: { p50: percentileMs(loop, 50), p99: percentileMs(loop, 99), max: Math.max(0, loop.max / 1e6 - LOOP_RESOLUTION_MS) },
-    peakRss: process.resourceUsage().maxRSS * 1024,
+    rss: { start: rssAtStart, peak: process.resourceUsage().maxRSS * 1024 },
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }

@@ -51,12 +51,12 @@ export interface FleetClientResult {
   readonly unfinishedExamples: readonly string[];
   /** Answers that broke the protocol without failing (HEAD and GET disagreeing, a wrong type). */
   readonly violations: readonly string[];
-  /** The client's own CPU (user + system) during the run, ms. */
-  readonly cpuMs: number;
+  /** The client's own CPU during the run, ms; system time includes the kernel's side of loopback TCP for both ends. */
+  readonly cpuMs: { readonly user: number; readonly system: number };
   /** How late the client's event loop ran during the run, ms: this much of a latency may be the client's. */
   readonly loopDelayMs: { readonly p50: number; readonly p99: number; readonly max: number };
-  /** The client process's peak RSS (kernel's maxrss, start-up included), bytes. */
-  readonly peakRss: number;
+  /** The client process's RSS when the run started (Node and tsx loaded) and its peak (kernel's maxrss), bytes. */
+  readonly rss: { readonly start: number; readonly peak: number };
 }
 
 export interface FleetClient {

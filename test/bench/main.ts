@@ -192,7 +192,7 @@ async function fleet(spreadMs: number) {
     );
     const late = run.loopDelayMs;
     console.log(
-      `dispatch peak RSS ${mb(Math.max(peak.sampled, peak.hwm))}; CPU used: dispatch ${fmt(cpu)} ms, the fleet client (a process of its own) ${fmt(run.cpuMs)} ms, whose event loop was late by p50 ${fmt(late.p50, 1)} / p99 ${fmt(late.p99, 1)} / max ${fmt(late.max, 1)} ms (included in the latencies); client peak RSS ${mb(run.peakRss)}`,
+      `dispatch peak RSS ${mb(Math.max(peak.sampled, peak.hwm))}; CPU used: dispatch ${fmt(cpu)} ms, the fleet client (a process of its own) ${fmt(run.cpuMs.user + run.cpuMs.system)} ms (user ${fmt(run.cpuMs.user)}, system ${fmt(run.cpuMs.system)}), whose event loop was late by p50 ${fmt(late.p50, 1)} / p99 ${fmt(late.p99, 1)} / max ${fmt(late.max, 1)} ms (included in the latencies); client RSS ${mb(run.rss.start)} at the start, peak ${mb(run.rss.peak)}`,
     );
   } finally {
     await client.stop();
