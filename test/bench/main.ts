@@ -181,6 +181,12 @@ async function fleet(spreadMs: number) {
     const reports = (await readdir(join(home, 'reports')).catch(() => [])).filter((n) => n.endsWith('.md')).length;
     console.log(`wall ${fmt(run.wallMs)} ms, ${run.requests} requests, errors ${run.errors}, servers not powered off ${run.unfinished}, protocol violations ${run.violations.length}, reports on disk ${reports}`);
     for (const sample of [...run.errorExamples, ...run.unfinishedExamples, ...run.violations].slice(0, 5)) console.log(`  e.g. ${sample}`);
+    if (run.errors > 0) {
+      // What dispatch logged about its failures says more than a status does (a 500 is logged with its cause).
+      const said = (await readFile(dispatch.log, 'utf8')).split('\n').filter((line) => / failed: |\bcannot\b/.test(line));
+      if (said.length > 0) console.log(`  dispatch logged ${said.length} lines of failure, e.g.`);
+      for (const line of said.slice(0, 3)) console.log(`    ${line.slice(0, 240)}`);
+    }
     console.log("each call timed from writing its request to the last byte of its answer; connect: the TCP handshake before a connection's first request");
     console.log('call     count   p50 ms   p99 ms   max ms');
     for (const call of CALLS) {
