@@ -1,12 +1,12 @@
 import { randomFillSync } from 'node:crypto';
-import { link, mkdir, mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
+import { link, mkdir, mkdtemp, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { startFakeGitHub } from '../github/fake.ts';
-import { loopbackAddress, runFleet } from '../fleet/simulator.ts';
+import { loopbackAddress } from '../fleet/simulator.ts';
 import { curlAll, type Downloads } from './curl.ts';
+import { CALLS, startFleetClient } from './fleet-client.ts';
 import { startProbe } from './probe.ts';
 import { cpuOf, freePort, nginxAvailable, startDispatchCli, startNginx, type Spawned } from './processes.ts';
 
@@ -16,7 +16,7 @@ import { cpuOf, freePort, nginxAvailable, startDispatchCli, startNginx, type Spa
  * Prints figures, asserts none (DESIGN §12). Every figure of a section is
  * measured side by side in one run, so ratios hold even on a busy machine.
  * dispatch is the built CLI in a process of its own; clients are other
- * processes (curl) or the fleet simulator in this one.
+ * processes too: curl, and the lean fleet client (fleet-client.ts).
  */
 
 const { values: flags } = parseArgs({
@@ -167,36 +167,43 @@ async function fleet(spreadMs: number) {
   const dir = await workloadDir(name, file, FLEET, 'efi');
   const home = join(scratch, `dispatch-${name}`);
   const dispatch = own(await startDispatchCli({ home, port: await freePort(), args: ['--dir', dir], nodeFlags }));
-  const probe = startProbe(dispatch.origin);
-  const cpuBefore = await cpuOf(dispatch.pid);
-  const simBefore = process.cpuUsage();
-  // The simulator's own event loop delays its answers: say how much, so latencies are read with it.
-  const loopDelay = monitorEventLoopDelay({ resolution: 5 });
-  loopDelay.enable();
-  const log = await runFleet({ url: dispatch.url, servers: FLEET, requestTimeoutMs: 10_000, deadlineMs: 120_000, firstAddress: nextAddress, startSpreadMs: spreadMs });
-  nextAddress += FLEET;
-  const cpu = (await cpuOf(dispatch.pid)) - cpuBefore;
-  const probed = (await probe.stop()).sort((a, b) => a - b);
-  const sim = process.cpuUsage(simBefore);
-  loopDelay.disable();
-  const peak = await dispatch.peak();
-  const requests = log.servers.flatMap((s) => s.requests);
-  const failed = requests.filter((r) => r.status === null || r.status >= 400);
-  const unfinished = log.servers.filter((s) => s.stopped !== 'poweroff');
-  const violations = log.servers.flatMap((s) => s.violations);
-  const reports = (await readdir(join(home, 'reports')).catch(() => [])).filter((n) => n.endsWith('.md')).length;
-  console.log(`wall ${fmt(log.ms)} ms, ${requests.length} requests, errors ${failed.length}, servers not powered off ${unfinished.length}, protocol violations ${violations.length}, reports on disk ${reports}`);
-  for (const sample of [...failed.map((r) => `${r.method} ${r.status ?? r.error}`), ...unfinished.map((s) => `${s.ip}: ${s.stopped} ${s.error ?? ''}`), ...violations].slice(0, 5)) console.log(`  e.g. ${sample}`);
-  console.log('call   count   p50 ms   p99 ms   max ms');
-  for (const method of ['HEAD', 'GET', 'POST', 'PUT']) {
-    const ms = requests.filter((r) => r.method === method).map((r) => r.ms).sort((a, b) => a - b);
-    console.log(`${method.padEnd(5)}  ${String(ms.length).padStart(5)}  ${fmt(percentile(ms, 50), 1).padStart(7)}  ${fmt(percentile(ms, 99), 1).padStart(7)}  ${fmt(ms.at(-1) ?? NaN, 1).padStart(7)}`);
+  // Loaded before any baseline: its start-up is not in the figures.
+  const client = await startFleetClient(nodeFlags);
+  try {
+    const probe = startProbe(dispatch.origin);
+    const cpuBefore = await cpuOf(dispatch.pid);
+    const poweroffSize = (await stat(new URL('../../efi/poweroff.efi', import.meta.url))).size;
+    const run = await client.run({ url: dispatch.url, servers: FLEET, firstAddress: nextAddress, startSpreadMs: spreadMs, timeoutMs: 10_000, deadlineMs: 120_000, poweroffSize, maxBoots: 100 });
+    nextAddress += FLEET;
+    const cpu = (await cpuOf(dispatch.pid)) - cpuBefore;
+    const probed = (await probe.stop()).sort((a, b) => a - b);
+    const peak = await dispatch.peak();
+    const reports = (await readdir(join(home, 'reports')).catch(() => [])).filter((n) => n.endsWith('.md')).length;
+    console.log(`wall ${fmt(run.wallMs)} ms, ${run.requests} requests, errors ${run.errors}, servers not powered off ${run.unfinished}, protocol violations ${run.violations.length}, reports on disk ${reports}`);
+    for (const sample of [...run.errorExamples, ...run.unfinishedExamples, ...run.violations].slice(0, 5)) console.log(`  e.g. ${sample}`);
+    if (run.errors > 0) {
+      // What dispatch logged about its failures says more than a status does (a 500 is logged with its cause).
+      const said = (await readFile(dispatch.log, 'utf8')).split('\n').filter((line) => / failed: |\bcannot\b/.test(line));
+      if (said.length > 0) console.log(`  dispatch logged ${said.length} lines of failure, e.g.`);
+      for (const line of said.slice(0, 3)) console.log(`    ${line.slice(0, 240)}`);
+    }
+    console.log("each call timed from writing its request to the last byte of its answer; connect: the TCP handshake before a connection's first request");
+    console.log('call     count   p50 ms   p99 ms   max ms');
+    for (const call of CALLS) {
+      const ms = [...run.ms[call]].sort((a, b) => a - b);
+      console.log(`${call.padEnd(7)}  ${String(ms.length).padStart(5)}  ${fmt(percentile(ms, 50), 1).padStart(7)}  ${fmt(percentile(ms, 99), 1).padStart(7)}  ${fmt(ms.at(-1) ?? NaN, 1).padStart(7)}`);
+    }
+    console.log(
+      `meanwhile a lean probe in its own process (GET of an unknown path, fresh connection, every 20 ms): ${probed.length} answers, p50 ${fmt(percentile(probed, 50), 1)} ms, p99 ${fmt(percentile(probed, 99), 1)} ms, max ${fmt(probed.at(-1) ?? NaN, 1)} ms`,
+    );
+    const late = run.loopDelayMs;
+    console.log(
+      `dispatch peak RSS ${mb(Math.max(peak.sampled, peak.hwm))}; CPU used: dispatch ${fmt(cpu)} ms, the fleet client (a process of its own) ${fmt(run.cpuMs.user + run.cpuMs.system)} ms (user ${fmt(run.cpuMs.user)}, system ${fmt(run.cpuMs.system)}), whose event loop was late by p50 ${fmt(late.p50, 1)} / p99 ${fmt(late.p99, 1)} / max ${fmt(late.max, 1)} ms (included in the latencies); client RSS ${mb(run.rss.start)} at the start, peak ${mb(run.rss.peak)}`,
+    );
+  } finally {
+    await client.stop();
+    await release(dispatch);
   }
-  console.log(
-    `meanwhile a lean probe in its own process (GET of an unknown path, fresh connection, every 20 ms): ${probed.length} answers, p50 ${fmt(percentile(probed, 50), 1)} ms, p99 ${fmt(percentile(probed, 99), 1)} ms, max ${fmt(probed.at(-1) ?? NaN, 1)} ms`,
-  );
-  console.log(`dispatch peak RSS ${mb(Math.max(peak.sampled, peak.hwm))}; CPU used: dispatch ${fmt(cpu)} ms, the simulator (this process) ${fmt((sim.user + sim.system) / 1000)} ms, whose event loop was late by p50 ${fmt(loopDelay.percentile(50) / 1e6, 1)} / p99 ${fmt(loopDelay.percentile(99) / 1e6, 1)} ms (included in the latencies)`);
-  await release(dispatch);
 }
 
 async function cache() {

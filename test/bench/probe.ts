@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
  * A lean client in a process of its own that asks dispatch for a path it does
  * not serve (404) every 20 ms over a fresh connection, and times each answer:
  * how responsive dispatch itself is while the fleet runs, apart from the
- * simulator's own event loop (which the fleet's latencies include). It takes
+ * fleet client's own event loop (which the fleet's latencies include). It takes
  * no job and changes nothing.
  */
 const PROBE = `
