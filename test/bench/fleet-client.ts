@@ -61,6 +61,7 @@ export interface FleetClientResult {
 
 export interface FleetClient {
   readonly pid: number;
+  /** Run the fleet: once per client. */
   run(config: FleetClientConfig): Promise<FleetClientResult>;
   /** Let it exit (a profile is written at exit), or make it after a few seconds. */
   stop(): Promise<void>;

@@ -8,7 +8,7 @@ import { loopbackAddress } from '../fleet/simulator.ts';
 import { curlAll, type Downloads } from './curl.ts';
 import { CALLS, startFleetClient } from './fleet-client.ts';
 import { startProbe } from './probe.ts';
-import { cpuOf, freePort, nginxAvailable, startDispatchCli, startNginx, type Spawned } from './processes.ts';
+import { cpuOf, freePort, nginxAvailable, startDispatchCli, startFloor, startNginx, type Spawned } from './processes.ts';
 
 /**
  * `npm run bench [-- --quick] [--only throughput,memory,fleet,cache] [--fleet-spread 0,5000,20000] [--cpu-prof DIR]`
@@ -166,15 +166,23 @@ async function fleet(spreadMs: number) {
   const name = `fleet-${spreadMs}`;
   const dir = await workloadDir(name, file, FLEET, 'efi');
   const home = join(scratch, `dispatch-${name}`);
+  const poweroffPath = new URL('../../efi/poweroff.efi', import.meta.url).pathname;
+  const poweroffSize = (await stat(poweroffPath)).size;
+  const config = (url: string) => ({ url, servers: FLEET, firstAddress: (nextAddress += FLEET) - FLEET, startSpreadMs: spreadMs, timeoutMs: 10_000, deadlineMs: 120_000, poweroffSize, maxBoots: 100 });
+  // The floor first: the same client against a bare server, so each dispatch figure has its floor beside it. A client runs one fleet.
+  const floorServer = own(await startFloor(await freePort(), file, poweroffPath));
+  const floorClient = await startFleetClient();
+  const floorRun = await floorClient.run(config(floorServer.url)).finally(async () => {
+    await floorClient.stop();
+    await release(floorServer);
+  });
   const dispatch = own(await startDispatchCli({ home, port: await freePort(), args: ['--dir', dir], nodeFlags }));
   // Loaded before any baseline: its start-up is not in the figures.
   const client = await startFleetClient(nodeFlags);
   try {
     const probe = startProbe(dispatch.origin);
     const cpuBefore = await cpuOf(dispatch.pid);
-    const poweroffSize = (await stat(new URL('../../efi/poweroff.efi', import.meta.url))).size;
-    const run = await client.run({ url: dispatch.url, servers: FLEET, firstAddress: nextAddress, startSpreadMs: spreadMs, timeoutMs: 10_000, deadlineMs: 120_000, poweroffSize, maxBoots: 100 });
-    nextAddress += FLEET;
+    const run = await client.run(config(dispatch.url));
     const cpu = (await cpuOf(dispatch.pid)) - cpuBefore;
     const probed = (await probe.stop()).sort((a, b) => a - b);
     const peak = await dispatch.peak();
@@ -188,10 +196,14 @@ async function fleet(spreadMs: number) {
       for (const line of said.slice(0, 3)) console.log(`    ${line.slice(0, 240)}`);
     }
     console.log("each call timed from writing its request to the last byte of its answer; connect: the TCP handshake before a connection's first request");
-    console.log('call     count   p50 ms   p99 ms   max ms');
+    console.log(`floor: the same client against a bare node:http server that only answers (test/bench/floor.ts), just before: wall ${fmt(floorRun.wallMs)} ms, errors ${floorRun.errors}`);
+    console.log('call     count   p50 ms   p99 ms   max ms   | floor p50   p99 ms');
     for (const call of CALLS) {
       const ms = [...run.ms[call]].sort((a, b) => a - b);
-      console.log(`${call.padEnd(7)}  ${String(ms.length).padStart(5)}  ${fmt(percentile(ms, 50), 1).padStart(7)}  ${fmt(percentile(ms, 99), 1).padStart(7)}  ${fmt(ms.at(-1) ?? NaN, 1).padStart(7)}`);
+      const floor = [...floorRun.ms[call]].sort((a, b) => a - b);
+      console.log(
+        `${call.padEnd(7)}  ${String(ms.length).padStart(5)}  ${fmt(percentile(ms, 50), 1).padStart(7)}  ${fmt(percentile(ms, 99), 1).padStart(7)}  ${fmt(ms.at(-1) ?? NaN, 1).padStart(7)}   | ${fmt(percentile(floor, 50), 1).padStart(9)}  ${fmt(percentile(floor, 99), 1).padStart(7)}`,
+      );
     }
     console.log(
       `meanwhile a lean probe in its own process (GET of an unknown path, fresh connection, every 20 ms): ${probed.length} answers, p50 ${fmt(percentile(probed, 50), 1)} ms, p99 ${fmt(percentile(probed, 99), 1)} ms, max ${fmt(probed.at(-1) ?? NaN, 1)} ms`,

@@ -200,3 +200,28 @@ http {
     },
   };
 }
+
+/** The fleet's floor (test/bench/floor.ts) in a process of its own, serving `workload` at http://127.0.0.1:port/dispatch. */
+export async function startFloor(port: number, workload: string, poweroff: string): Promise<Spawned & { readonly url: string }> {
+  const script = new URL('./floor.ts', import.meta.url).pathname;
+  const child = spawn(process.execPath, ['--import', 'tsx', script, String(port), workload, poweroff], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let said = '';
+  child.stderr!.on('data', (chunk: Buffer) => (said += chunk.toString()));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (chunk: Buffer) => {
+      said += chunk.toString();
+      if (said.includes('ready\n')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`the floor server exited with ${code}: ${said}`)));
+  });
+  const memory = sampler(child.pid!);
+  return {
+    pid: child.pid!,
+    url: `http://127.0.0.1:${port}/dispatch`,
+    peak: () => memory.peak(),
+    stop: async () => {
+      memory.stop();
+      await terminate(child);
+    },
+  };
+}
