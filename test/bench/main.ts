@@ -172,7 +172,10 @@ async function fleet(spreadMs: number) {
   // The floor first: the same client against a bare server, so each dispatch figure has its floor beside it. A client runs one fleet.
   const floorServer = own(await startFloor(await freePort(), file, poweroffPath));
   const floorClient = await startFleetClient();
+  const floorCpuBefore = await cpuOf(floorServer.pid);
+  let floorCpu = NaN;
   const floorRun = await floorClient.run(config(floorServer.url)).finally(async () => {
+    floorCpu = (await cpuOf(floorServer.pid)) - floorCpuBefore;
     await floorClient.stop();
     await release(floorServer);
   });
@@ -196,7 +199,7 @@ async function fleet(spreadMs: number) {
       for (const line of said.slice(0, 3)) console.log(`    ${line.slice(0, 240)}`);
     }
     console.log("each call timed from writing its request to the last byte of its answer; connect: the TCP handshake before a connection's first request");
-    console.log(`floor: the same client against a bare node:http server that only answers (test/bench/floor.ts), just before: wall ${fmt(floorRun.wallMs)} ms, errors ${floorRun.errors}`);
+    console.log(`floor: the same client against a bare node:http server that only answers (test/bench/floor.ts), just before: wall ${fmt(floorRun.wallMs)} ms, errors ${floorRun.errors}, CPU ${fmt(floorCpu)} ms`);
     console.log('call     count   p50 ms   p99 ms   max ms   | floor p50   p99 ms');
     for (const call of CALLS) {
       const ms = [...run.ms[call]].sort((a, b) => a - b);
