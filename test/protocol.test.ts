@@ -354,6 +354,37 @@ describe('PUT: beacon report', () => {
     assert.deepEqual([front.labels, front.assignees, front.milestone, body], ['[]', '[]', 'null', '']);
   });
 
+  test('a chunked report whose characters are split across chunks is stored as sent', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    const server = await bootToRunning(lab, 0);
+    const url = new URL(lab.url);
+    const bytes = Buffer.from(JSON.stringify({ title: 'chunks', body: 'ünïcødé ✓ '.repeat(200) }));
+    const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = http.request({ host: url.hostname, port: url.port, path: url.pathname, method: 'PUT', localAddress: server.ip }, (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      });
+      req.on('error', reject);
+      // 7-byte pieces, each its own chunk: most cut a two- or three-byte character in two.
+      const send = (at: number): void => {
+        if (at >= bytes.length) return void req.end();
+        req.write(bytes.subarray(at, at + 7), () => setImmediate(send, at + 7));
+      };
+      send(0);
+    });
+    assert.deepEqual(answer, { status: 200, text: 'report stored\n' });
+    const [file] = await reportFiles(lab);
+    assert.equal(splitReport(await readFile(join(lab.reports, file!), 'utf8')).body, 'ünïcødé ✓ '.repeat(200));
+  });
+
+  test('a report that starts with a UTF-8 byte-order mark is read as the JSON after it', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    const server = await bootToRunning(lab, 0);
+    const answer = await server.put(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"title":"from a Windows tool"}')]));
+    assert.equal(answer.status, 200, answer.body.toString('utf8'));
+  });
+
   test('PUT from a server with no job to report for is 417', async (t) => {
     const lab = await startLab(t, { workloads: THREE });
     assert.equal((await lab.server(0).put({ title: 'from nowhere' })).status, 417);
