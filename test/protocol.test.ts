@@ -73,6 +73,25 @@ describe('GET: the firmware downloads it', () => {
     assert.deepEqual([job.state, job.ip, job.attempts], ['downloading', server.ip, 1]);
   });
 
+  test('many servers downloading at once each get exactly their own bytes (read buffers are shared between downloads)', async (t) => {
+    // Sizes around the 64 KiB and 512 KiB read sizes, small and over several chunks: a buffer handed back
+    // too early, or to the wrong download, would show up as another workload's bytes.
+    const sizes = [1, 1000, 65_535, 65_536, 65_537, 300_000, 524_288, 524_289, 1_300_000];
+    const workloads = Object.fromEntries(Array.from({ length: 36 }, (_, i) => [`w${String(i).padStart(2, '0')}.efi`, sizes[i % sizes.length]!]));
+    const lab = await startLab(t, { workloads });
+    const names = Object.keys(workloads);
+    const bodies = await Promise.all(
+      names.map(async (_, i) => {
+        const server = lab.server(i);
+        await server.head();
+        return (await server.get()).body;
+      }),
+    );
+    // Which server got which job is the order their HEADs came in: find each body among the workloads.
+    const got = bodies.map((body) => names.find((name) => lab.bytes.get(name)!.equals(body)) ?? `${body.length} bytes of no workload`);
+    assert.deepEqual(got.sort(), names);
+  });
+
   test('a completed transfer is recorded on the job', async (t) => {
     const lab = await startLab(t, { workloads: THREE });
     const server = lab.server(0);

@@ -75,17 +75,72 @@ export function streamTo(outgoing: ServerResponse, source: Readable, transfer: T
   });
 }
 
-/** Bytes per file read: large enough that per-read costs vanish, small enough that 2 per download stay cheap. */
+/** Bytes per file read: large enough that per-read costs vanish, small enough that a few per download stay cheap. */
 const FILE_CHUNK = 512 * 1024;
+/** The smallest buffer a read takes (a 1 KiB file still reads into one: they are shared). */
+const MIN_CHUNK = 64 * 1024;
+/** File reads in flight at once, for every download together (libuv reads four at a time anyway). */
+const MAX_READS = 32;
+/** Idle buffers kept for the next reads, in bytes. */
+const POOL_BYTES = 8 * 1024 * 1024;
 
 /**
- * Send bytes [start, end] of a file to the Node response through two buffers
- * of this download's own, reused for every chunk: one is read from disk while
- * the socket sends the other. A buffer is read into again only once the
- * socket has taken its bytes (the write callback), so memory per download is
- * fixed. Callbacks rather than promises: a gigabyte is 2,048 chunks per
- * download, and each promise, result object and closure per chunk is garbage
- * the collector must chase while every download runs. Accounting as `streamTo`.
+ * Read buffers shared by every download, by size (powers of two from 64 KiB
+ * to 512 KiB). A buffer leaves the pool for one read and comes back once the
+ * socket has taken its bytes (the write callback), so what a burst of
+ * downloads holds is what is being read or sent, not a buffer each for all of
+ * them; and no buffer is allocated (or left to the collector) per download.
+ */
+const pool = new Map<number, Buffer[]>();
+let pooledBytes = 0;
+
+function takeBuffer(bytes: number): Buffer {
+  let size = MIN_CHUNK;
+  while (size < bytes) size *= 2;
+  const free = pool.get(size)?.pop();
+  if (free === undefined) return Buffer.allocUnsafeSlow(size);
+  pooledBytes -= size;
+  return free;
+}
+
+function giveBuffer(buffer: Buffer): void {
+  if (pooledBytes + buffer.byteLength > POOL_BYTES) return;
+  pooledBytes += buffer.byteLength;
+  const free = pool.get(buffer.byteLength) ?? [];
+  free.push(buffer);
+  pool.set(buffer.byteLength, free);
+}
+
+/**
+ * Reads wait for a turn: a thousand downloads starting together would
+ * otherwise each take a buffer and queue its read behind the others on
+ * libuv's threads, holding the buffer all the while. `start` runs when a read
+ * may begin and calls its `done` once the read is over.
+ */
+let reads = 0;
+const waitingReads: Array<(done: () => void) => void> = [];
+function whenReadable(start: (done: () => void) => void): void {
+  if (reads >= MAX_READS) {
+    waitingReads.push(start);
+    return;
+  }
+  reads += 1;
+  start(readDone);
+}
+function readDone(): void {
+  const next = waitingReads.shift();
+  if (next) next(readDone);
+  else reads -= 1;
+}
+
+/**
+ * Send bytes [start, end] of a file to the Node response, in chunks read into
+ * shared buffers: one chunk is read from disk while the socket sends the
+ * other, and a buffer goes back to the pool once the socket has taken its
+ * bytes (the write callback), so memory per download is bounded. Callbacks
+ * rather than promises: a gigabyte is 2,048 chunks per download, and each
+ * promise, result object and closure per chunk is garbage the collector must
+ * chase while every download runs. Accounting as `streamTo`.
  */
 export function sendFile(outgoing: ServerResponse, path: string, range: { start: number; end: number }, transfer: Transfer | undefined): void {
   if (transfer) {
@@ -99,12 +154,9 @@ export function sendFile(outgoing: ServerResponse, path: string, range: { start:
   };
   fsOpen(path, 'r', (err, fd) => {
     if (err) return fail();
-    const size = Math.min(FILE_CHUNK, range.end + 1 - range.start);
-    // The second buffer only when one chunk is not the whole range (most EFI files are one chunk).
-    const buffers = [Buffer.allocUnsafeSlow(size), size < range.end + 1 - range.start ? Buffer.allocUnsafeSlow(size) : undefined] as const;
-    /** The socket still holds buffer i's bytes. */
-    const held = [false, false];
-    let next = 0;
+    const chunk = Math.min(FILE_CHUNK, range.end + 1 - range.start);
+    /** Chunks the socket has not taken yet: at most two, one sending while the next is read. */
+    let sending = 0;
     let position = range.start;
     let reading = false;
     let open = true;
@@ -114,6 +166,11 @@ export function sendFile(outgoing: ServerResponse, path: string, range: { start:
       open = false;
       fsClose(fd, () => undefined);
     };
+    const sent = (buffer: Buffer) => () => {
+      sending -= 1;
+      giveBuffer(buffer);
+      pump();
+    };
     const pump = () => {
       if (!open || reading) return;
       if (outgoing.destroyed) return release();
@@ -122,35 +179,33 @@ export function sendFile(outgoing: ServerResponse, path: string, range: { start:
         outgoing.end();
         return;
       }
-      const i = next;
-      if (held[i]) return;
+      if (sending >= 2) return;
       reading = true;
-      fsRead(fd, buffers[i]!, 0, Math.min(size, range.end + 1 - position), position, (readErr, bytesRead) => {
-        reading = false;
-        if (outgoing.destroyed) return release();
-        // A file that shrank since it was announced: never end short as if complete.
-        if (readErr || bytesRead === 0) {
-          release();
-          return fail();
+      whenReadable((done) => {
+        if (outgoing.destroyed) {
+          done();
+          reading = false;
+          return release();
         }
-        position += bytesRead;
-        held[i] = true;
-        next = i ^ 1;
-        outgoing.write(bytesRead === size ? buffers[i]! : buffers[i]!.subarray(0, bytesRead), taken[i]);
-        transfer?.progress(position - range.start);
-        pump();
+        const buffer = takeBuffer(chunk);
+        fsRead(fd, buffer, 0, Math.min(chunk, range.end + 1 - position), position, (readErr, bytesRead) => {
+          done();
+          reading = false;
+          if (outgoing.destroyed || readErr || bytesRead === 0) {
+            giveBuffer(buffer);
+            release();
+            // A file that shrank since it was announced: never end short as if complete.
+            if (!outgoing.destroyed) fail();
+            return;
+          }
+          position += bytesRead;
+          sending += 1;
+          outgoing.write(buffer.subarray(0, bytesRead), sent(buffer));
+          transfer?.progress(position - range.start);
+          pump();
+        });
       });
     };
-    const taken = [
-      () => {
-        held[0] = false;
-        pump();
-      },
-      () => {
-        held[1] = false;
-        pump();
-      },
-    ] as const;
     outgoing.once('close', release);
     pump();
   });
