@@ -69,7 +69,8 @@ function fromNode(incoming: IncomingMessage, body: Limited): Promise<string | un
     };
     const onData = (chunk: Buffer) => {
       if (body.add(chunk)) return;
-      // Unread, the rest stays with the client: the listener's timeouts end such a connection.
+      // The rest is not read here: once the 413 is sent, @hono/node-server
+      // drains what still comes for a moment, then closes the connection.
       incoming.pause();
       settle(undefined);
     };
