@@ -314,15 +314,15 @@ function answerAndClose(socket: Socket, status: number, reason: string, headers:
 }
 
 /**
- * A connection whose answer is sent: keep reading (and dropping) what the
- * client still sends for a moment, so its last writes are not answered with
- * a reset, then close. A socket Node handed over (upgrade, CONNECT) has no
- * reader of its own: resumed here.
+ * A connection whose answer is sent (or on its way): keep reading (and
+ * dropping) what the client still sends for a moment, so its last writes are
+ * not answered with a reset, then close. It closes by itself sooner once the
+ * client has ended its side too. A socket Node handed over (upgrade, CONNECT)
+ * has no reader of its own: resumed here.
  */
 function linger(socket: Socket): void {
   socket.resume();
   const timer = setTimeout(() => socket.destroy(), LINGER_MS);
   timer.unref();
   socket.once('close', () => clearTimeout(timer));
-  socket.once('end', () => socket.destroy());
 }
