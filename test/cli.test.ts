@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { request } from 'node:http';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -64,6 +65,18 @@ async function serving(t: { after(fn: () => void): void }, args: string[]) {
     return code;
   };
   return { url, output, stop };
+}
+
+/** A HEAD of the boot path from one loopback address (a server of its own); its status. */
+function head(url: string, localAddress: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'HEAD', localAddress, agent: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 /** A bad command line: exit 2, exactly one line on stderr, no stack trace. */
@@ -154,6 +167,25 @@ describe('a run', () => {
     assert.match(stdout, /README\.md, notes\.txt/);
     assert.match(stdout, /^\S+Z {2}a-first\.img {2}127\.0\.0\.1 {2}assigned to 127\.0\.0\.1 \(HEAD\)$/m);
     assert.doesNotMatch(stdout, /mdns/i, '--no-mdns is quiet');
+  });
+
+  test('log lines written in batches arrive all and in order, up to the stop', async (t) => {
+    const dir = await scratch(t);
+    const servers = 40;
+    for (let i = 0; i < servers; i += 1) await writeFile(join(dir, `w${String(i).padStart(2, '0')}.efi`), Buffer.alloc(64, i));
+    const { url, output, stop } = await serving(t, ['--dir', dir, '--reports', join(dir, 'out'), '--bind', '127.0.0.1:0', '--no-mdns']);
+    // Every server asks at once: their lines are logged in the same few turns.
+    const statuses = await Promise.all(Array.from({ length: servers }, (_, i) => head(url, `127.0.0.${i + 2}`)));
+    assert.deepEqual(statuses, Array(servers).fill(200));
+    assert.equal(await stop('SIGTERM'), 0);
+    const lines = output.stdout.trimEnd().split('\n');
+    const assigned = lines.filter((line) => / {2}assigned to /.test(line));
+    assert.equal(assigned.length, servers, output.stdout);
+    // The pool hands jobs out in name order: the lines say so in the order they happened.
+    assert.deepEqual(assigned.map((line) => line.split('  ')[1]), Array.from({ length: servers }, (_, i) => `w${String(i).padStart(2, '0')}.efi`));
+    const times = lines.map((line) => line.slice(0, line.indexOf(' ')));
+    assert.deepEqual(times, [...times].sort(), 'lines in time order');
+    assert.match(lines.at(-1)!, /dispatch {2}SIGTERM: stopping$/);
   });
 
   test('the bundled examples serve as the README says', async (t) => {

@@ -189,12 +189,13 @@ describe('resumed downloads', () => {
   });
 
   test('read buffers reused across downloads never mix bytes: many at once, of every size, some cut short, each exact', async (t) => {
-    // Sizes around the buffer classes (16 KiB … 512 KiB, and two buffers past 512 KiB), so downloads share pooled buffers.
-    const sizes = [1, 16 * 1024, 16 * 1024 + 1, 100_000, 512 * 1024, 512 * 1024 + 7, 1_300_000];
-    const workloads = Object.fromEntries(Array.from({ length: 42 }, (_, i) => [`w${String(i).padStart(2, '0')}.efi`, sizes[i % sizes.length]!]));
+    // Sizes around the 64 KiB and 512 KiB read sizes, small and over several chunks: a buffer handed back
+    // too early, or to the wrong download, would show up as another workload's bytes.
+    const sizes = [1, 1000, 65_535, 65_536, 65_537, 300_000, 524_288, 524_289, 1_300_000];
+    const workloads = Object.fromEntries(Array.from({ length: 54 }, (_, i) => [`w${String(i).padStart(2, '0')}.efi`, sizes[i % sizes.length]!]));
     const lab = await startLab(t, { workloads });
     for (let round = 0; round < 2; round += 1) {
-      const servers = Array.from({ length: 21 }, (_, i) => lab.server(round * 21 + i));
+      const servers = Array.from({ length: 27 }, (_, i) => lab.server(round * 27 + i));
       const gets = await Promise.all(
         servers.map(async (server, i) => {
           const head = await server.head();
@@ -402,6 +403,37 @@ describe('PUT: beacon report', () => {
     assert.deepEqual([front.labels, front.assignees, front.milestone, body], ['[]', '[]', 'null', '']);
   });
 
+  test('a chunked report whose characters are split across chunks is stored as sent', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    const server = await bootToRunning(lab, 0);
+    const url = new URL(lab.url);
+    const bytes = Buffer.from(JSON.stringify({ title: 'chunks', body: 'ünïcødé ✓ '.repeat(200) }));
+    const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = http.request({ host: url.hostname, port: url.port, path: url.pathname, method: 'PUT', localAddress: server.ip }, (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      });
+      req.on('error', reject);
+      // 7-byte pieces, each its own chunk: most cut a two- or three-byte character in two.
+      const send = (at: number): void => {
+        if (at >= bytes.length) return void req.end();
+        req.write(bytes.subarray(at, at + 7), () => setImmediate(send, at + 7));
+      };
+      send(0);
+    });
+    assert.deepEqual(answer, { status: 200, text: 'report stored\n' });
+    const [file] = await reportFiles(lab);
+    assert.equal(splitReport(await readFile(join(lab.reports, file!), 'utf8')).body, 'ünïcødé ✓ '.repeat(200));
+  });
+
+  test('a report that starts with a UTF-8 byte-order mark is read as the JSON after it', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    const server = await bootToRunning(lab, 0);
+    const answer = await server.put(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"title":"from a Windows tool"}')]));
+    assert.equal(answer.status, 200, answer.body.toString('utf8'));
+  });
+
   test('PUT from a server with no job to report for is 417', async (t) => {
     const lab = await startLab(t, { workloads: THREE });
     assert.equal((await lab.server(0).put({ title: 'from nowhere' })).status, 417);
@@ -445,12 +477,32 @@ describe('PUT: beacon report', () => {
     assert.deepEqual(await reportFiles(lab), []);
   });
 
-  test('a report over the limit with a Content-Length is 413', async (t) => {
+  test('a report over the limit with a Content-Length is 413, and the client still sending it reads that answer', async (t) => {
     const lab = await startLab(t, { workloads: THREE, maxReportBytes: 1024 });
     const server = await bootToRunning(lab, 0);
     const huge = Buffer.from(`{"title":"huge","body":"${'x'.repeat(20_000_000)}"}`);
-    const answer = await server.put(huge);
-    assert.equal(answer.status, 413);
+    const url = new URL(lab.url);
+    // The 413 comes while the client still sends, and the connection closes
+    // after it (no keep-alive agent): the client must read the answer, and
+    // its writes under way must not be met with a reset.
+    for (let i = 0; i < 3; i += 1) {
+      const seen = await new Promise<{ status: number | undefined; errors: string[] }>((resolve) => {
+        const errors: string[] = [];
+        let status: number | undefined;
+        const req = http.request({ host: url.hostname, port: url.port, path: url.pathname, method: 'PUT', localAddress: server.ip, agent: false, headers: { 'Content-Length': String(huge.byteLength) } });
+        req.on('response', (res) => {
+          status = res.statusCode;
+          res.resume();
+        });
+        req.on('error', (err) => errors.push(err.message));
+        req.on('socket', (socket) => {
+          socket.on('error', (err) => errors.push(`socket: ${err.message}`));
+          socket.on('close', () => resolve({ status, errors }));
+        });
+        req.end(huge);
+      });
+      assert.deepEqual(seen, { status: 413, errors: [] });
+    }
     assert.deepEqual(await reportFiles(lab), []);
   });
 

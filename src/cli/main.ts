@@ -5,20 +5,29 @@ import { Completion, systemClock, type Verdict } from '../jobs/index.ts';
 import type { Log } from '../log.ts';
 import { ReportError } from '../report/index.ts';
 import { SourceError } from '../source/index.ts';
-import { jsonLog, logQueue, plainLog, summaryRow, summaryTable } from '../ui/index.ts';
+import { batched, jsonLog, logQueue, plainLog, summaryRow, summaryTable } from '../ui/index.ts';
 import type { Tui } from '../ui/tui/app.tsx';
 import { InfoExit, parseCommandLine, UsageError, type Config, type UiConfig } from './options.ts';
 import { startDispatch } from './start.ts';
 import { vmMain } from './vm.ts';
 
 const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-const write = (line: string) => process.stdout.write(`${line}\n`);
+/**
+ * stdout, written once per turn of the event loop (a log line per job event
+ * would otherwise be a system call each, on the request path). What is
+ * queued is written before the process ends, however it ends: `exit` is
+ * emitted for process.exit(), for an empty event loop and for an uncaught
+ * error (before Node prints it), and stdout is synchronous then.
+ */
+const stdout = batched((text) => process.stdout.write(text));
+process.on('exit', () => stdout.flush());
+const write = (line: string) => stdout.write(`${line}\n`);
 
 /** The TUI while it is on screen, so an error can give the terminal back before it is printed. */
 let screen: Tui | undefined;
 
 async function main(argv: readonly string[]): Promise<number> {
-  const parsed = parseCommandLine(argv, version, { out: (text) => process.stdout.write(text), env: process.env, home: homedir() });
+  const parsed = parseCommandLine(argv, version, { out: (text) => stdout.write(text), env: process.env, home: homedir() });
   if (parsed.command === 'vm') {
     return vmMain(parsed.config, { stdout: (chunk) => process.stdout.write(chunk), stderr: (line) => process.stderr.write(`${line}\n`) });
   }
@@ -127,6 +136,8 @@ main(process.argv.slice(2)).then(
     screen?.unmount();
     if (err instanceof InfoExit) process.exit(0);
     const usage = err instanceof UsageError || err instanceof SourceError || err instanceof ReportError;
+    // What was logged before the error, before it.
+    stdout.flush();
     process.stderr.write(`dispatch: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(usage ? 2 : 1);
   },

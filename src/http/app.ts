@@ -30,7 +30,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
   // per-peer limit, so a client repeating one cannot flood the log.
   app.get(deps.path, bootRoute({ ...deps, log: (_subsystem, message) => rejected(message.slice(0, message.indexOf(' ')), message) }));
   app.post(deps.path, bootedRoute(deps));
-  app.put(deps.path, ...reportRoute(deps));
+  app.put(deps.path, reportRoute(deps));
   app.all(deps.path, () => {
     throw new Rejection(405, 'method not allowed', { Allow: PROTOCOL_METHODS });
   });

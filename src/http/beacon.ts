@@ -1,7 +1,7 @@
-import type { Context, Next } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
+import type { Context } from 'hono';
 import { parseReport } from '../report/index.ts';
 import type { AppDeps, Env } from './deps.ts';
+import { bodyText, requestHeader } from './incoming.ts';
 import { peerAddress } from './peer.ts';
 import { Rejection } from './rejection.ts';
 
@@ -31,31 +31,19 @@ export function bootedRoute(deps: AppDeps) {
  * a report (400); then stored durably before the 200.
  */
 export function reportRoute(deps: AppDeps) {
-  const target = async (c: Context<Env>, next: Next) => {
+  const tooLarge = () => new Rejection(413, `report too large: the limit is ${deps.maxReportBytes} bytes`);
+  return async (c: Context<Env>) => {
     const ip = serverOf(c);
     if (deps.queue.reportTarget(ip) === undefined) throw new Rejection(417, `no job on ${ip} to report for`);
-    await next();
-    return undefined;
-  };
-  // A client that asked to be told before sending its body (`Expect:
-  // 100-continue`, curl above 1 MiB) hears "continue" only now: after the 417
-  // check, and never for a body already announced as too large (413 below).
-  const proceed = async (c: Context<Env>, next: Next) => {
-    const announced = Number(c.req.header('content-length'));
-    const tooLarge = Number.isFinite(announced) && announced > deps.maxReportBytes;
-    if (c.req.header('expect')?.toLowerCase() === '100-continue' && !tooLarge) c.env?.outgoing?.writeContinue();
-    await next();
-    return undefined;
-  };
-  const limit = bodyLimit({
-    maxSize: deps.maxReportBytes,
-    onError: () => {
-      throw new Rejection(413, `report too large: the limit is ${deps.maxReportBytes} bytes`);
-    },
-  });
-  const store = async (c: Context<Env>) => {
-    const ip = peerAddress(c)!;
-    const parsed = parseReport(await c.req.text());
+    // A client that asked to be told before sending its body (`Expect:
+    // 100-continue`, curl above 1 MiB) hears "continue" only now: after the 417
+    // check, and never for a body already announced as too large (413 below).
+    const announced = Number(requestHeader(c, 'content-length'));
+    if (Number.isFinite(announced) && announced > deps.maxReportBytes) throw tooLarge();
+    if (requestHeader(c, 'expect')?.toLowerCase() === '100-continue') c.env?.outgoing?.writeContinue();
+    const text = await bodyText(c, deps.maxReportBytes);
+    if (text === undefined) throw tooLarge();
+    const parsed = parseReport(text);
     if (!parsed.ok) throw new Rejection(400, parsed.reason);
     // Looked up again: the job may have moved on while the body was arriving.
     const id = deps.queue.reportTarget(ip);
@@ -63,5 +51,4 @@ export function reportRoute(deps: AppDeps) {
     await deps.reports.submit(id, parsed.value);
     return c.text('report stored\n', 200);
   };
-  return [target, proceed, limit, store] as const;
 }

@@ -75,49 +75,72 @@ export function streamTo(outgoing: ServerResponse, source: Readable, transfer: T
   });
 }
 
-/** Bytes per file read: large enough that per-read costs vanish, small enough that 2 per download stay cheap. */
+/** Bytes per file read: large enough that per-read costs vanish, small enough that a few per download stay cheap. */
 const FILE_CHUNK = 512 * 1024;
-/** The smallest read buffer handed out: every size is rounded up to a power of two from here. */
-const SMALLEST_CHUNK = 16 * 1024;
-/** Bytes of idle read buffers kept for the next downloads; beyond it, a returned buffer is left to the collector. */
-const POOL_BYTES = 16 * 1024 * 1024;
+/** The smallest buffer a read takes (a 1 KiB file still reads into one: they are shared). */
+const MIN_CHUNK = 64 * 1024;
+/** File reads in flight at once, for every download together (libuv reads four at a time anyway). */
+const MAX_READS = 32;
+/** Idle buffers kept for the next reads, in bytes. */
+const POOL_BYTES = 8 * 1024 * 1024;
 
 /**
- * Read buffers, reused from one download to the next. A thousand servers
- * fetching a small workload at once would otherwise each get a buffer of its
- * own, alive until the collector gets to it, long after the socket took its
- * bytes: most of the memory of a boot storm. A buffer comes back only once
- * the socket is done with it; one that never does is simply not reused.
+ * Read buffers shared by every download, by size (powers of two from 64 KiB
+ * to 512 KiB). A buffer leaves the pool for one read and comes back once the
+ * socket has taken its bytes (the write callback), so what a burst of
+ * downloads holds is what is being read or sent, not a buffer each for all of
+ * them; and no buffer is allocated (or left to the collector) per download.
  */
-const pool = {
-  free: new Map<number, Buffer[]>(),
-  bytes: 0,
-  take(wanted: number): Buffer {
-    let size = SMALLEST_CHUNK;
-    while (size < wanted) size *= 2;
-    const buffer = this.free.get(size)?.pop();
-    if (!buffer) return Buffer.allocUnsafeSlow(size);
-    this.bytes -= size;
-    return buffer;
-  },
-  give(buffer: Buffer): void {
-    if (this.bytes + buffer.byteLength > POOL_BYTES) return;
-    this.bytes += buffer.byteLength;
-    const list = this.free.get(buffer.byteLength) ?? [];
-    list.push(buffer);
-    this.free.set(buffer.byteLength, list);
-  },
-};
+const pool = new Map<number, Buffer[]>();
+let pooledBytes = 0;
+
+function takeBuffer(bytes: number): Buffer {
+  let size = MIN_CHUNK;
+  while (size < bytes) size *= 2;
+  const free = pool.get(size)?.pop();
+  if (free === undefined) return Buffer.allocUnsafeSlow(size);
+  pooledBytes -= size;
+  return free;
+}
+
+function giveBuffer(buffer: Buffer): void {
+  if (pooledBytes + buffer.byteLength > POOL_BYTES) return;
+  pooledBytes += buffer.byteLength;
+  const free = pool.get(buffer.byteLength) ?? [];
+  free.push(buffer);
+  pool.set(buffer.byteLength, free);
+}
 
 /**
- * Send bytes [start, end] of a file to the Node response through two
- * buffers, reused for every chunk of this download and then by the next
- * download: one is read from disk while the socket sends the other. A buffer
- * is read into again only once the socket has taken its bytes (the write
- * callback), so memory per download is fixed. Callbacks rather than
- * promises: a gigabyte is 2,048 chunks per download, and each promise,
- * result object and closure per chunk is garbage the collector must chase
- * while every download runs. Accounting as `streamTo`.
+ * Reads wait for a turn: a thousand downloads starting together would
+ * otherwise each take a buffer and queue its read behind the others on
+ * libuv's threads, holding the buffer all the while. `start` runs when a read
+ * may begin and calls its `done` once the read is over.
+ */
+let reads = 0;
+const waitingReads: Array<(done: () => void) => void> = [];
+function whenReadable(start: (done: () => void) => void): void {
+  if (reads >= MAX_READS) {
+    waitingReads.push(start);
+    return;
+  }
+  reads += 1;
+  start(readDone);
+}
+function readDone(): void {
+  const next = waitingReads.shift();
+  if (next) next(readDone);
+  else reads -= 1;
+}
+
+/**
+ * Send bytes [start, end] of a file to the Node response, in chunks read into
+ * shared buffers: one chunk is read from disk while the socket sends the
+ * other, and a buffer goes back to the pool once the socket has taken its
+ * bytes (the write callback), so memory per download is bounded. Callbacks
+ * rather than promises: a gigabyte is 2,048 chunks per download, and each
+ * promise, result object and closure per chunk is garbage the collector must
+ * chase while every download runs. Accounting as `streamTo`.
  */
 export function sendFile(outgoing: ServerResponse, path: string, range: { start: number; end: number }, transfer: Transfer | undefined): void {
   if (transfer) {
@@ -131,32 +154,22 @@ export function sendFile(outgoing: ServerResponse, path: string, range: { start:
   };
   fsOpen(path, 'r', (err, fd) => {
     if (err) return fail();
-    const length = range.end + 1 - range.start;
-    const size = Math.min(FILE_CHUNK, length);
-    // The second buffer only when one chunk is not the whole range (most EFI files are one chunk).
-    const buffers: Array<Buffer | undefined> = [pool.take(size), size < length ? pool.take(size) : undefined];
-    /** The socket still holds buffer i's bytes. */
-    const held = [false, false];
-    let next = 0;
+    const chunk = Math.min(FILE_CHUNK, range.end + 1 - range.start);
+    /** Chunks the socket has not taken yet: at most two, one sending while the next is read. */
+    let sending = 0;
     let position = range.start;
     let reading = false;
     let open = true;
-    /** Buffers go back to the pool once neither the disk nor the socket has them. */
-    const giveBack = () => {
-      if (open || reading) return;
-      for (const i of [0, 1]) {
-        const buffer = buffers[i];
-        if (buffer === undefined || held[i]) continue;
-        buffers[i] = undefined;
-        pool.give(buffer);
-      }
-    };
     // Never close the descriptor under a read in flight: the number could be reused meanwhile.
     const release = () => {
       if (!open || reading) return;
       open = false;
       fsClose(fd, () => undefined);
-      giveBack();
+    };
+    const sent = (buffer: Buffer) => () => {
+      sending -= 1;
+      giveBuffer(buffer);
+      pump();
     };
     const pump = () => {
       if (!open || reading) return;
@@ -166,31 +179,33 @@ export function sendFile(outgoing: ServerResponse, path: string, range: { start:
         outgoing.end();
         return;
       }
-      const i = next;
-      if (held[i]) return;
-      const buffer = buffers[i]!;
+      if (sending >= 2) return;
       reading = true;
-      fsRead(fd, buffer, 0, Math.min(size, range.end + 1 - position), position, (readErr, bytesRead) => {
-        reading = false;
-        if (outgoing.destroyed) return release();
-        // A file that shrank since it was announced: never end short as if complete.
-        if (readErr || bytesRead === 0) {
-          release();
-          return fail();
+      whenReadable((done) => {
+        if (outgoing.destroyed) {
+          done();
+          reading = false;
+          return release();
         }
-        position += bytesRead;
-        held[i] = true;
-        next = i ^ 1;
-        outgoing.write(buffer.subarray(0, bytesRead), taken[i]);
-        transfer?.progress(position - range.start);
-        pump();
+        const buffer = takeBuffer(chunk);
+        fsRead(fd, buffer, 0, Math.min(chunk, range.end + 1 - position), position, (readErr, bytesRead) => {
+          done();
+          reading = false;
+          if (outgoing.destroyed || readErr || bytesRead === 0) {
+            giveBuffer(buffer);
+            release();
+            // A file that shrank since it was announced: never end short as if complete.
+            if (!outgoing.destroyed) fail();
+            return;
+          }
+          position += bytesRead;
+          sending += 1;
+          outgoing.write(buffer.subarray(0, bytesRead), sent(buffer));
+          transfer?.progress(position - range.start);
+          pump();
+        });
       });
     };
-    const taken = [0, 1].map((i) => () => {
-      held[i] = false;
-      if (open) pump();
-      else giveBack();
-    });
     outgoing.once('close', release);
     pump();
   });

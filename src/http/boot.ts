@@ -4,6 +4,7 @@ import type { Claim } from '../jobs/index.ts';
 import type { Workload } from '../source/index.ts';
 import { countedBody, sendFile, streamTo } from './body.ts';
 import type { AppDeps, Env } from './deps.ts';
+import { requestHeader } from './incoming.ts';
 import { peerAddress } from './peer.ts';
 import { Rejection } from './rejection.ts';
 import { parseRange, resolveRange, startsAtZero } from './range.ts';
@@ -84,18 +85,4 @@ function send(
     return RESPONSE_ALREADY_SENT;
   }
   return c.body(countedBody(workload.read(range), transfer), status, { ...headers, 'Content-Length': length });
-}
-
-/**
- * A request header, from Node's own parse when there is one: asking Hono's
- * request for a header makes @hono/node-server build a whole web Request
- * (undici Headers and all) first, for every GET a firmware sends.
- */
-function requestHeader(c: Context<Env>, name: string): string | undefined {
-  const headers = c.env?.incoming?.headers;
-  if (headers) {
-    const value = headers[name];
-    return Array.isArray(value) ? value.join(', ') : value;
-  }
-  return c.req.header(name);
 }

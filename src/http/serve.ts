@@ -107,6 +107,16 @@ export async function bind(app: Hono<Env>, options: BindOptions): Promise<Bound>
     res.once('finish', () => {
       // Stopping: the connection ends with this answer instead of idling in keep-alive.
       if (closing) socket.end();
+      // An answer given before the request's body was all in (413, 417) on a
+      // connection that closes after it: Node closes the socket as soon as the
+      // answer is sent, and the client, still sending, gets a reset that may
+      // wipe the answer before it reads it. Close gently instead: keep reading
+      // (and dropping) what still comes for a moment, as for refusals made
+      // before any route runs.
+      if (!req.complete && socket.listeners('finish').includes(socket.destroy)) {
+        socket.removeListener('finish', socket.destroy);
+        socket.once('finish', () => linger(socket));
+      }
     });
     res.once('close', () => state?.answers.delete(res));
     current = req;
@@ -300,8 +310,17 @@ function answerAndClose(socket: Socket, status: number, reason: string, headers:
     return;
   }
   socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
-  // Keep reading (and dropping) what the client still sends: a socket Node
-  // handed over (upgrade, CONNECT) has no reader of its own.
+  linger(socket);
+}
+
+/**
+ * A connection whose answer is sent (or on its way): keep reading (and
+ * dropping) what the client still sends for a moment, so its last writes are
+ * not answered with a reset, then close. It closes by itself sooner once the
+ * client has ended its side too. A socket Node handed over (upgrade, CONNECT)
+ * has no reader of its own: resumed here.
+ */
+function linger(socket: Socket): void {
   socket.resume();
   const timer = setTimeout(() => socket.destroy(), LINGER_MS);
   timer.unref();

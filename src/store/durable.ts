@@ -1,43 +1,47 @@
 import { randomBytes } from 'node:crypto';
-import { link, open, rename, unlink } from 'node:fs/promises';
+import { close, fsync, open, writeFile } from 'node:fs';
+import { link, rename, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 /**
  * Files that survive a crash or a power cut: written to a temporary name,
  * fsynced, moved into place, then the directory fsynced. A crash half-way
  * leaves at most a temporary file, never half a file under its real name.
+ *
+ * Each file is synced on its own; directory syncs are shared (group
+ * commit): a directory sync that starts after a file got its name makes
+ * that name durable, so the files named while one sync runs all wait for
+ * the next one, and a burst of reports costs a few directory syncs, not one
+ * each. The file work uses Node's callback API: a FileHandle (fs/promises)
+ * costs an object, a promise per call and garbage for every report.
  */
 
 /** Write `path`, replacing what was there. */
 export async function writeAtomic(path: string, data: string): Promise<void> {
-  const temp = await writeTemp(dirname(path), data);
+  const dir = dirname(path);
+  const temp = await writeTemp(dir, data);
   try {
     await rename(temp, path);
   } catch (err) {
     await unlink(temp).catch(() => undefined);
     throw err;
   }
-  await syncDirectory(dirname(path));
+  await syncDirectory(dir);
 }
 
 /** Write a new file `stem.ext` in `dir`, or `stem-2.ext`, … if that name is taken; never overwrite. */
 export async function writeUnique(dir: string, stem: string, ext: string, data: string): Promise<string> {
   const temp = await writeTemp(dir, data);
+  let path: string;
   try {
-    for (let n = 1; ; n += 1) {
-      const path = join(dir, n === 1 ? `${stem}${ext}` : `${stem}-${n}${ext}`);
-      try {
-        await link(temp, path);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue;
-        throw err;
-      }
-      await syncDirectory(dir);
-      return path;
-    }
-  } finally {
+    path = await linkUnique(temp, dir, stem, ext);
+  } catch (err) {
     await unlink(temp).catch(() => undefined);
+    throw err;
   }
+  // The temporary name goes while the directory syncs: only the new one must be durable.
+  await Promise.all([syncDirectory(dir), unlink(temp).catch(() => undefined)]);
+  return path;
 }
 
 /** Remove a file for good (the removal itself made durable). */
@@ -48,26 +52,92 @@ export async function removeDurably(path: string): Promise<void> {
   await syncDirectory(dirname(path));
 }
 
-async function writeTemp(dir: string, data: string): Promise<string> {
-  const temp = join(dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
-  const handle = await open(temp, 'wx');
-  try {
-    await handle.writeFile(data, 'utf8');
-    await handle.sync();
-  } catch (err) {
-    await handle.close();
-    await unlink(temp).catch(() => undefined);
-    throw err;
+/** Link `temp` as `stem.ext`, or the first of `stem-2.ext`, `stem-3.ext`, … not taken. */
+async function linkUnique(temp: string, dir: string, stem: string, ext: string): Promise<string> {
+  for (let n = 1; ; n += 1) {
+    const path = join(dir, n === 1 ? `${stem}${ext}` : `${stem}-${n}${ext}`);
+    try {
+      await link(temp, path);
+      return path;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
   }
-  await handle.close();
-  return temp;
 }
 
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+/** A new temporary file in `dir` holding `data`, its bytes synced (and closed) before this resolves. */
+function writeTemp(dir: string, data: string): Promise<string> {
+  const temp = join(dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+  return new Promise((resolve, reject) => {
+    // `flush`: fsync before the descriptor is closed (Node >= 20.10).
+    writeFile(temp, data, { encoding: 'utf8', flag: 'wx', flush: true }, (err) => {
+      if (!err) return resolve(temp);
+      // 'wx': a file there is not ours to remove.
+      if (err.code === 'EEXIST') return reject(err);
+      void unlink(temp)
+        .catch(() => undefined)
+        .then(() => reject(err));
+    });
+  });
+}
+
+/**
+ * Resolves once `dir`'s entries as they are now are durable: by a sync that
+ * starts now if none is running, else by the next one, started as soon as the
+ * running one ends (it may have begun before the caller's change).
+ */
+const syncDirectory = groupCommit(fsyncDirectory);
+
+/** Who waits for the next run of one key's commit, and whether one runs now. */
+interface Group {
+  running: boolean;
+  waiting: Array<{ resolve(): void; reject(err: unknown): void }>;
+}
+
+/**
+ * Share `commit(key)` among callers (group commit): a caller is settled by
+ * the first run that starts after its call. With none running it starts at
+ * once; while one runs, callers gather and the next starts when it ends, for
+ * all of them. At most one run per key at a time.
+ */
+export function groupCommit(commit: (key: string) => Promise<void>): (key: string) => Promise<void> {
+  const groups = new Map<string, Group>();
+  const start = (key: string, group: Group) => {
+    const batch = group.waiting;
+    group.waiting = [];
+    group.running = true;
+    const settle = (err?: unknown) => {
+      for (const waiter of batch) {
+        if (err === undefined) waiter.resolve();
+        else waiter.reject(err);
+      }
+      if (group.waiting.length > 0) return start(key, group);
+      group.running = false;
+      groups.delete(key);
+    };
+    new Promise<void>((resolve) => resolve(commit(key))).then(() => settle(), (err: unknown) => settle(err ?? new Error('commit failed')));
+  };
+  return (key) => {
+    const group = groups.get(key) ?? { running: false, waiting: [] };
+    groups.set(key, group);
+    const done = new Promise<void>((resolve, reject) => group.waiting.push({ resolve, reject }));
+    if (!group.running) start(key, group);
+    return done;
+  };
+}
+
+/** open, fsync, close: one sync of a directory's entries. */
+function fsyncDirectory(dir: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    open(dir, 'r', (openErr, fd) => {
+      if (openErr) return reject(openErr);
+      fsync(fd, (syncErr) =>
+        close(fd, (closeErr) => {
+          const err = syncErr ?? closeErr;
+          if (err) reject(err);
+          else resolve();
+        }),
+      );
+    });
+  });
 }

@@ -1,0 +1,177 @@
+import { strict as assert } from 'node:assert';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { groupCommit, writeUnique } from '../src/store/index.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+async function scratch(t: { after(fn: () => Promise<void>): void }): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'dispatch-durable-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A commit whose runs the test ends by hand, and what happened in order. */
+function manualCommit() {
+  const events: string[] = [];
+  const runs: Array<{ key: string; end(err?: Error): void }> = [];
+  const commit = (key: string) =>
+    new Promise<void>((resolve, reject) => {
+      events.push(`start ${key} #${runs.length}`);
+      const run = runs.length;
+      runs.push({
+        key,
+        end: (err) => {
+          events.push(`end ${key} #${run}`);
+          if (err) reject(err);
+          else resolve();
+        },
+      });
+    });
+  return { events, runs, share: groupCommit(commit) };
+}
+
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+describe('group commit', () => {
+  test('a caller with no run under way starts one at once and is settled by it', async () => {
+    const { events, runs, share } = manualCommit();
+    let settled = false;
+    const done = share('d').then(() => (settled = true));
+    assert.deepEqual(events, ['start d #0']);
+    await turn();
+    assert.equal(settled, false);
+    runs[0]!.end();
+    await done;
+  });
+
+  test('callers that come while a run is under way are settled by the next, which they all share', async () => {
+    const { events, runs, share } = manualCommit();
+    const order: string[] = [];
+    const first = share('d').then(() => order.push('first'));
+    // Their changes came after run #0 began: #0 cannot cover them.
+    const later = Array.from({ length: 10 }, (_, i) => share('d').then(() => order.push(`later ${i}`)));
+    await turn();
+    assert.deepEqual(events, ['start d #0'], 'one run at a time');
+    runs[0]!.end();
+    await first;
+    await turn();
+    assert.deepEqual(order, ['first'], 'the later callers wait for a run that started after them');
+    assert.deepEqual(events, ['start d #0', 'end d #0', 'start d #1']);
+    runs[1]!.end();
+    await Promise.all(later);
+    assert.equal(runs.length, 2, 'eleven callers, two runs');
+    assert.equal(order.length, 11);
+  });
+
+  test('a failed run rejects its own callers only; the next run starts for the rest', async () => {
+    const { runs, share } = manualCommit();
+    const first = share('d');
+    const second = share('d');
+    runs[0]!.end(new Error('EIO'));
+    await assert.rejects(first, /EIO/);
+    await turn();
+    runs[1]!.end();
+    await second;
+  });
+
+  test('keys commit apart: a run on one never waits for, nor settles, another', async () => {
+    const { events, runs, share } = manualCommit();
+    const a = share('a');
+    const b = share('b');
+    assert.deepEqual(events, ['start a #0', 'start b #1']);
+    runs[1]!.end();
+    await b;
+    runs[0]!.end();
+    await a;
+  });
+});
+
+describe('durable files', () => {
+  test('reports stored at once under one name are each a complete file of their own, and no temporary file stays', async (t) => {
+    const dir = await scratch(t);
+    const paths = await Promise.all(Array.from({ length: 40 }, (_, i) => writeUnique(dir, 'same-stem', '.md', `report ${i}\n`)));
+    assert.equal(new Set(paths).size, 40);
+    assert.deepEqual((await readdir(dir)).sort(), paths.map((p) => p.slice(dir.length + 1)).sort());
+    for (const [i, path] of paths.entries()) assert.equal(await readFile(path, 'utf8'), `report ${i}\n`);
+  });
+
+  // What the kernel was asked, in the order it was asked, from strace: the
+  // only way to see the syncs themselves.
+  const strace = spawnSync('strace', ['-V'], { stdio: 'ignore' }).status === 0;
+  test(
+    'stored at once, every file is synced before it gets its name, and its name synced before it is said to be stored',
+    { skip: strace ? false : 'strace is not installed (apt-get install strace)' },
+    async (t) => {
+      const dir = await scratch(t);
+      const trace = join(dir, 'trace');
+      const files = join(dir, 'files');
+      await mkdir(files);
+      const count = 30;
+      const child = spawn('strace', ['-f', '-qq', '-s', '4096', '-e', 'trace=openat,fsync,link,rename,write', '-o', trace, process.execPath, '--import', 'tsx', join(ROOT, 'test/support/store-burst.ts'), files, String(count)], {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      let stdout = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d));
+      const [code] = (await once(child, 'exit')) as [number | null];
+      assert.equal(code, 0);
+      const stored = stdout.trimEnd().split('\n').map((line) => line.replace(/^stored /, ''));
+      assert.equal(new Set(stored).size, 2 * count);
+
+      const calls = parseTrace(await readFile(trace, 'utf8'));
+      /** Start and end (indices in the trace) of the first fsync of `fd` after `after`. */
+      const fsyncOf = (fd: number, after: number) => calls.find((c) => c.name === 'fsync' && c.start > after && c.args === String(fd));
+      const opened = (path: string) => calls.filter((c) => c.name === 'openat' && c.args.includes(`"${path}"`) && Number(c.ret) >= 0);
+      const dirSyncs = opened(files).map((open) => fsyncOf(Number(open.ret), open.end)!);
+      for (const path of stored) {
+        const named = calls.find((c) => (c.name === 'link' || c.name === 'rename') && c.ret === '0' && c.args.endsWith(`"${path}"`));
+        assert.ok(named, `${path} got its name`);
+        const temp = /^"([^"]+)"/.exec(named.args)![1]!;
+        const [tempOpen] = opened(temp);
+        const fileSync = fsyncOf(Number(tempOpen!.ret), tempOpen!.end);
+        assert.ok(fileSync && fileSync.ret === '0' && fileSync.end < named.start, `${path}: its bytes are synced before it is named`);
+        const said = calls.find((c) => c.name === 'write' && c.args.includes(`stored ${path}\\n`));
+        assert.ok(said, `${path}: said to be stored`);
+        assert.ok(
+          dirSyncs.some((s) => s.ret === '0' && s.start > named.end && s.end < said.start), `${path}: a directory sync began after it was named and ended before it was said to be stored`,
+        );
+      }
+      // Sixty names, far fewer directory syncs: they are shared.
+      assert.ok(dirSyncs.length < stored.length, `${dirSyncs.length} directory syncs for ${stored.length} names`);
+    },
+  );
+});
+
+interface Call {
+  readonly name: string;
+  readonly args: string;
+  readonly ret: string;
+  /** Index of the line the call started on, and of the line it returned on. */
+  readonly start: number;
+  readonly end: number;
+}
+
+/** `strace -f` lines: `PID name(args) = ret`, or split in `<unfinished ...>` and `<... name resumed>`. */
+function parseTrace(text: string): Call[] {
+  const calls: Call[] = [];
+  const open = new Map<string, { name: string; args: string; start: number }>();
+  text.split('\n').forEach((line, index) => {
+    const whole = /^(\d+)\s+(\w+)\((.*)\)\s+=\s+(-?\d+)/.exec(line);
+    if (whole) return void calls.push({ name: whole[2]!, args: whole[3]!, ret: whole[4]!, start: index, end: index });
+    const begun = /^(\d+)\s+(\w+)\((.*?)\s*<unfinished \.\.\.>$/.exec(line);
+    if (begun) return void open.set(begun[1]!, { name: begun[2]!, args: begun[3]!, start: index });
+    const resumed = /^(\d+)\s+<\.\.\. (\w+) resumed>(.*)\)\s+=\s+(-?\d+)/.exec(line);
+    if (resumed) {
+      const first = open.get(resumed[1]!);
+      open.delete(resumed[1]!);
+      if (first) calls.push({ name: first.name, args: first.args + resumed[3]!, ret: resumed[4]!, start: first.start, end: index });
+    }
+  });
+  return calls.sort((a, b) => a.start - b.start);
+}
