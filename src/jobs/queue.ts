@@ -230,7 +230,8 @@ export class Queue {
     // must get the same bytes HEAD announced (rule 1); if it never comes
     // back, rule 2 puts the job back in the pool.
     for (const job of this.#jobs) {
-      const { state, ip } = this.#context(job);
+      const { state } = job;
+      const { ip } = this.#context(job);
       if (state === 'assigned' || state === 'downloading') {
         this.#note(job, `dispatch restarted: still ${ip ?? 'its server'}'s until the download timeout, for its firmware to retry`, ip);
         job.actor.send({ type: 'resume' });
@@ -351,7 +352,8 @@ export class Queue {
   claim(ip: string, method: 'HEAD' | 'GET'): Claim {
     const held = this.#byIp.get(ip);
     if (held) {
-      const { state, transferred } = this.#context(held);
+      const { state } = held;
+      const { transferred } = this.#context(held);
       if (state === 'assigned' || (state === 'downloading' && !transferred)) {
         // HEAD then GET is the normal pair; anything else is the firmware retrying.
         if (method === 'HEAD' || state === 'downloading') {
@@ -389,7 +391,7 @@ export class Queue {
   claimRange(ip: string): Claim {
     const held = this.#byIp.get(ip);
     if (held) {
-      const { state } = this.#context(held);
+      const { state } = held;
       if (state === 'assigned' || state === 'downloading') return this.#claimOf(held);
     }
     // With nothing left to hand out, poweroff.efi is all this server could have been fetching.
@@ -407,7 +409,7 @@ export class Queue {
     this.#send(job, { type: 'download.start' }, `download started${detail.range ? ` (${detail.range})` : ''}, attempt ${attempt}`, ip);
     let ended = false;
     // A transfer that outlived its job's hold (timed out, handed on) must not move the job.
-    const stillHolds = () => this.#context(job).ip === ip && this.#context(job).state === 'downloading';
+    const stillHolds = () => job.state === 'downloading' && this.#context(job).ip === ip;
     return {
       progress: (bytes) => {
         job.bytes = bytes;
@@ -445,7 +447,7 @@ export class Queue {
   boot(ip: string): JobView | undefined {
     const held = this.#byIp.get(ip);
     if (!held) return undefined;
-    const { state } = this.#context(held);
+    const { state } = held;
     if (state !== 'downloading' && state !== 'booting') return undefined;
     this.#send(held, { type: 'boot', at: this.#clock.now() }, state === 'booting' ? 'booting (again)' : 'booting', ip);
     return this.#view(held);
@@ -459,7 +461,8 @@ export class Queue {
   reportTarget(ip: string): number | undefined {
     const held = this.#byIp.get(ip);
     if (!held) return undefined;
-    const { state, timedOut } = this.#context(held);
+    const { state } = held;
+    const { timedOut } = this.#context(held);
     return state === 'booting' || state === 'reported' || state === 'finished' || (state === 'failed' && timedOut) ? held.id : undefined;
   }
 
@@ -470,7 +473,8 @@ export class Queue {
    */
   reportAccepted(id: number, title: string, key?: string): Accepted {
     const job = this.#jobs[id]!;
-    const { state, ip, timedOut } = this.#context(job);
+    const { state } = job;
+    const { ip, timedOut } = this.#context(job);
     if (key !== undefined && job.unfiled.includes(key)) return { late: state === 'failed' };
     // Only a restart squaring a stored report with the queue can ask this of a job that takes no reports.
     if (!(state === 'booting' || state === 'reported' || state === 'finished' || (state === 'failed' && timedOut))) return { late: false };
@@ -493,7 +497,8 @@ export class Queue {
     if (at === -1) return;
     job.unfiled.splice(at, 1);
     job.reports.push(ref);
-    const { state, ip } = this.#context(job);
+    const { state } = job;
+    const { ip } = this.#context(job);
     if (state === 'failed') {
       this.#note(job, `late report filed: ${ref}`, ip);
       this.#emit({ kind: 'job', at: this.#clock.now(), job: this.#view(job), what: `late report filed: ${ref}` });
@@ -541,9 +546,9 @@ export class Queue {
     return { kind: 'job', id: job.id, workload: job.workload };
   }
 
-  #context(job: Job): JobContext & { state: JobState } {
-    const snapshot = job.actor.getSnapshot();
-    return { ...snapshot.context, state: snapshot.value as JobState };
+  /** The machine's context (its state is `job.state`, kept by #observe): read in place, never copied. */
+  #context(job: Job): JobContext {
+    return job.actor.getSnapshot().context;
   }
 
   /** Send an event and, when it changed anything, tell the subscribers. */
@@ -620,7 +625,8 @@ export class Queue {
   }
 
   #view(job: Job): JobView {
-    const { state, ip, attempts, broken, reason } = this.#context(job);
+    const { state } = job;
+    const { ip, attempts, broken, reason } = this.#context(job);
     return {
       id: job.id,
       name: job.workload.name,
