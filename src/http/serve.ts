@@ -46,32 +46,11 @@ export const DEFAULT_LIMITS: HttpLimits = {
 /** Connections waiting to be accepted (a thousand servers booting together). */
 const LISTEN_BACKLOG = 4096;
 
-/**
- * Listeners on the one port, where Node can share it. libuv accepts one
- * connection per listener per turn of the event loop (libuv PR 3696), and
- * each of dispatch's turns answers a request or more: a thousand servers
- * powering on together would wait in the kernel's queue a turn each. The
- * kernel spreads new connections over the listeners, so each turn accepts
- * up to this many.
- */
-const LISTENERS = 4;
-
-/** Node shares a port between listeners of one process from 22.12 and 23.1 (`reusePort`). */
-export function canSharePort(version: string = process.versions.node): boolean {
-  const [major = 0, minor = 0] = version.split('.').map(Number);
-  return major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12);
-}
-
 /** How long a refused connection may stay open for its answer to be read. */
 const LINGER_MS = 1_000;
 
 export interface Bound {
-  /**
-   * The listening servers, all on one address and port: one, or (where Node
-   * can share a port, `reusePort`) several, because Node accepts a single
-   * connection per listener per turn of its event loop.
-   */
-  readonly servers: readonly Server[];
+  readonly server: Server;
   /** Host and port actually bound (port 0 becomes the one the OS chose). */
   readonly address: AddressInfo;
   /**
@@ -110,7 +89,7 @@ export async function bind(app: Hono<Env>, options: BindOptions): Promise<Bound>
   });
 
   /** Every open connection: the answers in progress on it, and its latest request. */
-  const connections = new Map<Socket, { readonly answers: Set<ServerResponse>; last?: { readonly req: IncomingMessage; readonly res: ServerResponse } }>();
+  const open = new Map<Socket, { readonly answers: Set<ServerResponse>; last?: { readonly req: IncomingMessage; readonly res: ServerResponse } }>();
   const perPeer = new Map<string, number>();
   /** Connections over the cap: answered 429 and closing; their requests reach no route. */
   const refused = new WeakSet<Socket>();
@@ -119,7 +98,7 @@ export async function bind(app: Hono<Env>, options: BindOptions): Promise<Bound>
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     const socket = req.socket;
     if (refused.has(socket)) return;
-    const state = connections.get(socket);
+    const state = open.get(socket);
     if (state) {
       state.answers.add(res);
       state.last = { req, res };
@@ -148,171 +127,139 @@ export async function bind(app: Hono<Env>, options: BindOptions): Promise<Bound>
     }
   };
 
-  /** One listener: every one shares the connection table, the limits and the routes. */
-  const makeServer = (): Server => {
-    const server = createServer(
-      {
-        headersTimeout: limits.headersTimeoutMs,
-        requestTimeout: Math.max(limits.requestTimeoutMs, limits.headersTimeoutMs),
-        keepAliveTimeout: limits.keepAliveTimeoutMs,
-        // A missing Host is refused by the adapter, with a reason and a log line, not by Node without either.
-        requireHostHeader: false,
-        // Node checks the two timeouts above only this often (default 30 s).
-        connectionsCheckingInterval: Math.max(10, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4))),
-      },
-      onRequest,
-    );
-    // A client that half-closes after its request (nc -N, some scripts) would
-    // otherwise have its request aborted and its answer dropped: a report stored
-    // and never acknowledged, so sent again. Node keeps this switch from the
-    // start (undocumented, off by default): answer, then close.
-    (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
-    server.setTimeout(limits.idleTimeoutMs, (socket: Socket) => {
-      const answering = (connections.get(socket)?.answers.size ?? 0) > 0;
-      if (answering) rejected(peerOf(socket), `${peerOf(socket)} cut: nothing moved on its connection for ${seconds(limits.idleTimeoutMs)}`);
+  const server = createServer(
+    {
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: Math.max(limits.requestTimeoutMs, limits.headersTimeoutMs),
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      // A missing Host is refused by the adapter, with a reason and a log line, not by Node without either.
+      requireHostHeader: false,
+      // Node checks the two timeouts above only this often (default 30 s).
+      connectionsCheckingInterval: Math.max(10, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4))),
+    },
+    onRequest,
+  );
+  // A client that half-closes after its request (nc -N, some scripts) would
+  // otherwise have its request aborted and its answer dropped: a report stored
+  // and never acknowledged, so sent again. Node keeps this switch from the
+  // start (undocumented, off by default): answer, then close.
+  (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+  server.setTimeout(limits.idleTimeoutMs, (socket: Socket) => {
+    const answering = (open.get(socket)?.answers.size ?? 0) > 0;
+    if (answering) rejected(peerOf(socket), `${peerOf(socket)} cut: nothing moved on its connection for ${seconds(limits.idleTimeoutMs)}`);
+    socket.destroy();
+  });
+  // Node answers `Expect: 100-continue` by itself, before any route has looked
+  // at the request. Hand such requests on unanswered instead: the report route
+  // says 100 Continue only once it knows it wants the body (not 404, 417, 413),
+  // and every other route answers without reading one.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => onRequest(req, res));
+
+  // Before Node's own listener: a connection over the cap is answered here and
+  // never reaches a route (Node still parses what it sends; nothing reads it).
+  server.prependListener('connection', (socket: Socket) => {
+    if (socket.remoteAddress === undefined) {
       socket.destroy();
-    });
-    // Node answers `Expect: 100-continue` by itself, before any route has looked
-    // at the request. Hand such requests on unanswered instead: the report route
-    // says 100 Continue only once it knows it wants the body (not 404, 417, 413),
-    // and every other route answers without reading one.
-    server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => onRequest(req, res));
-
-    // Before Node's own listener: a connection over the cap is answered here and
-    // never reaches a route (Node still parses what it sends; nothing reads it).
-    server.prependListener('connection', (socket: Socket) => {
-      if (socket.remoteAddress === undefined) {
-        socket.destroy();
-        return;
-      }
-      const peer = peerOf(socket);
-      const held = perPeer.get(peer) ?? 0;
-      if (held >= limits.maxConnectionsPerPeer) {
-        refused.add(socket);
-        rejected(peer, `${peer} refused (429): already holds ${held} connections (limit ${limits.maxConnectionsPerPeer})`);
-        answerAndClose(socket, 429, `too many connections from ${peer}: the limit is ${limits.maxConnectionsPerPeer}`, { 'Retry-After': '1' });
-        return;
-      }
-      perPeer.set(peer, held + 1);
-      connections.set(socket, { answers: new Set() });
-      socket.once('close', () => {
-        connections.delete(socket);
-        const left = (perPeer.get(peer) ?? 1) - 1;
-        if (left > 0) perPeer.set(peer, left);
-        else perPeer.delete(peer);
-      });
-    });
-
-    // A request Node could not read: malformed, headers too large, too slow.
-    server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-      const state = connections.get(socket);
-      const answers = state?.answers ?? new Set<ServerResponse>();
-      const midAnswer = [...answers].some((res) => res.headersSent);
-      // A route may answer before reading the body (417, 413): an error in the
-      // rest of that body belongs to a request already answered.
-      const answered = state?.last !== undefined && !state.last.req.complete && state.last.res.headersSent;
-      if (refused.has(socket) || !socket.writable || midAnswer || answered || err.code === 'ECONNRESET' || err.code === 'EPIPE') {
-        // Gone, already refused, already answered, or in the middle of an answer: nothing clean left to say.
-        socket.destroy();
-        return;
-      }
-      const [status, reason] = clientErrorAnswer(err, limits);
-      const peer = peerOf(socket);
-      rejected(peer, `${peer} refused (${status}): ${reason}`);
-      // An answer already begun by a route (a report whose body stopped coming)
-      // is abandoned: this one goes out instead and the connection closes.
-      for (const res of answers) res.setHeader('Connection', 'close');
-      answerAndClose(socket, status, reason);
-    });
-
-    // Node would answer a bare 417 without a word in the log.
-    server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
-      const peer = peerOf(req.socket);
-      rejected(peer, `${peer} ${req.method} refused (417): unsupported Expect: ${loggableTarget(String(req.headers.expect))}`);
-      const body = 'only Expect: 100-continue is understood\n';
-      res.writeHead(417, { 'Content-Type': 'text/plain; charset=UTF-8', 'Content-Length': String(Buffer.byteLength(body)), Connection: 'close' });
-      res.end(body);
-    });
-
-    // No protocol switch is ours to make. Declined by Node instead, an upgrade
-    // request with a body never completes (the parser stops at its end) and
-    // would hold its connection until the request timeout.
-    server.on('upgrade', (req: IncomingMessage, socket: Socket) => {
-      const peer = peerOf(socket);
-      rejected(peer, `${peer} ${req.method} ${loggableTarget(req.url ?? '')} refused (400): protocol upgrade not supported`);
-      answerAndClose(socket, 400, 'protocol upgrade not supported');
-    });
-
-    // CONNECT is not ours to serve; Node would drop the connection without a word.
-    server.on('connect', (req: IncomingMessage, socket: Socket) => {
-      const peer = peerOf(socket);
-      rejected(peer, `${peer} CONNECT refused (405): method not allowed`);
-      answerAndClose(socket, 405, 'method not allowed', { Allow: 'GET, HEAD, POST, PUT' });
-    });
-    return server;
-  };
-
-  const listen = (server: Server, port: number, reusePort: boolean) =>
-    new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      // A rack powering on at once connects all together: Node's default backlog
-      // (511) overflows, and each dropped handshake costs its server a 1 s SYN retry.
-      // The kernel caps this at net.core.somaxconn.
-      server.listen({ port, host: options.host, backlog: LISTEN_BACKLOG, ...(reusePort ? { reusePort } : {}) }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-  const servers: Server[] = [];
-  if (!canSharePort()) {
-    servers.push(makeServer());
-    await listen(servers[0]!, options.port, false);
-  } else {
-    // First the port alone, as any other program would take it: a port in use (another
-    // dispatch, sharing or not) is refused here, not silently shared.
-    const probe = createServer();
-    await listen(probe, options.port, false);
-    const port = (probe.address() as AddressInfo).port;
-    await new Promise<void>((resolve) => probe.close(() => resolve()));
-    try {
-      for (let i = 0; i < LISTENERS; i += 1) {
-        const server = makeServer();
-        servers.push(server);
-        await listen(server, port, true);
-      }
-    } catch (err) {
-      for (const server of servers) server.close();
-      throw err;
+      return;
     }
-  }
+    const peer = peerOf(socket);
+    const held = perPeer.get(peer) ?? 0;
+    if (held >= limits.maxConnectionsPerPeer) {
+      refused.add(socket);
+      rejected(peer, `${peer} refused (429): already holds ${held} connections (limit ${limits.maxConnectionsPerPeer})`);
+      answerAndClose(socket, 429, `too many connections from ${peer}: the limit is ${limits.maxConnectionsPerPeer}`, { 'Retry-After': '1' });
+      return;
+    }
+    perPeer.set(peer, held + 1);
+    open.set(socket, { answers: new Set() });
+    socket.once('close', () => {
+      open.delete(socket);
+      const left = (perPeer.get(peer) ?? 1) - 1;
+      if (left > 0) perPeer.set(peer, left);
+      else perPeer.delete(peer);
+    });
+  });
+
+  // A request Node could not read: malformed, headers too large, too slow.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    const state = open.get(socket);
+    const answers = state?.answers ?? new Set<ServerResponse>();
+    const midAnswer = [...answers].some((res) => res.headersSent);
+    // A route may answer before reading the body (417, 413): an error in the
+    // rest of that body belongs to a request already answered.
+    const answered = state?.last !== undefined && !state.last.req.complete && state.last.res.headersSent;
+    if (refused.has(socket) || !socket.writable || midAnswer || answered || err.code === 'ECONNRESET' || err.code === 'EPIPE') {
+      // Gone, already refused, already answered, or in the middle of an answer: nothing clean left to say.
+      socket.destroy();
+      return;
+    }
+    const [status, reason] = clientErrorAnswer(err, limits);
+    const peer = peerOf(socket);
+    rejected(peer, `${peer} refused (${status}): ${reason}`);
+    // An answer already begun by a route (a report whose body stopped coming)
+    // is abandoned: this one goes out instead and the connection closes.
+    for (const res of answers) res.setHeader('Connection', 'close');
+    answerAndClose(socket, status, reason);
+  });
+
+  // Node would answer a bare 417 without a word in the log.
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    const peer = peerOf(req.socket);
+    rejected(peer, `${peer} ${req.method} refused (417): unsupported Expect: ${loggableTarget(String(req.headers.expect))}`);
+    const body = 'only Expect: 100-continue is understood\n';
+    res.writeHead(417, { 'Content-Type': 'text/plain; charset=UTF-8', 'Content-Length': String(Buffer.byteLength(body)), Connection: 'close' });
+    res.end(body);
+  });
+
+  // No protocol switch is ours to make. Declined by Node instead, an upgrade
+  // request with a body never completes (the parser stops at its end) and
+  // would hold its connection until the request timeout.
+  server.on('upgrade', (req: IncomingMessage, socket: Socket) => {
+    const peer = peerOf(socket);
+    rejected(peer, `${peer} ${req.method} ${loggableTarget(req.url ?? '')} refused (400): protocol upgrade not supported`);
+    answerAndClose(socket, 400, 'protocol upgrade not supported');
+  });
+
+  // CONNECT is not ours to serve; Node would drop the connection without a word.
+  server.on('connect', (req: IncomingMessage, socket: Socket) => {
+    const peer = peerOf(socket);
+    rejected(peer, `${peer} CONNECT refused (405): method not allowed`);
+    answerAndClose(socket, 405, 'method not allowed', { Allow: 'GET, HEAD, POST, PUT' });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    // A rack powering on at once connects all together: Node's default backlog
+    // (511) overflows, and each dropped handshake costs its server a 1 s SYN retry.
+    // The kernel caps this at net.core.somaxconn.
+    server.listen({ port: options.port, host: options.host, backlog: LISTEN_BACKLOG }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
 
   let closed: Promise<void> | undefined;
   return {
-    servers,
-    address: servers[0]!.address() as AddressInfo,
+    server,
+    address: server.address() as AddressInfo,
     close: (graceMs = 0) => {
       closed ??= new Promise<void>((resolve) => {
         closing = true;
         let cut: NodeJS.Timeout | undefined;
         // Stops accepting and closes keep-alive connections that are idle.
-        let listening = servers.length;
-        for (const server of servers) {
-          server.close(() => {
-            listening -= 1;
-            if (listening > 0) return;
-            clearTimeout(cut);
-            resolve();
-          });
-        }
+        server.close(() => {
+          clearTimeout(cut);
+          resolve();
+        });
         // Connections with no answer under way (a request still arriving, or
         // none) have nothing to finish.
-        for (const [socket, { answers }] of connections) {
+        for (const [socket, { answers }] of open) {
           if (answers.size === 0) socket.destroy();
           else for (const res of answers) if (!res.headersSent) res.setHeader('Connection', 'close');
         }
         cut = setTimeout(() => {
-          for (const socket of connections.keys()) socket.destroy();
-          for (const server of servers) server.closeAllConnections();
+          for (const socket of open.keys()) socket.destroy();
+          server.closeAllConnections();
         }, graceMs);
       });
       return closed;
