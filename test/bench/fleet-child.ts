@@ -48,6 +48,7 @@ class Run {
   readonly errorExamples: string[] = [];
   readonly unfinishedExamples: string[] = [];
   readonly violations: string[] = [];
+  readonly workloads: Record<string, number> = {};
   requests = 0;
   errors = 0;
   unfinished = 0;
@@ -199,8 +200,14 @@ async function server(run: Run, index: number): Promise<void> {
   const firmwareRequest = request('HEAD', run.url, FIRMWARE_HEADERS);
   const downloadRequest = request('GET', run.url, FIRMWARE_HEADERS);
   const bootRequest = request('POST', run.url, BEACON_HEADERS);
+  let ran = 0;
+  const tally = (): void => {
+    run.workloads[ran] = (run.workloads[ran] ?? 0) + 1;
+  };
   for (let boot = 0; boot < run.config.maxBoots; boot += 1) {
-    // A reboot: whatever the previous boot left open is gone, as on real hardware.
+    // A reboot: whatever the previous boot left open is gone, as on real hardware, and the firmware takes its time to come back.
+    if (boot > 0) await delay(run.config.rebootMs);
+    if (run.over) break;
     const firmware = new Connection(ip, run);
     const beacon = new Connection(ip, run);
     try {
@@ -211,7 +218,8 @@ async function server(run: Run, index: number): Promise<void> {
       if (get.contentLength !== head.contentLength) run.violations.push(`${ip}: GET Content-Length ${get.contentLength} differs from HEAD's ${head.contentLength}`);
       if (get.contentType !== head.contentType) run.violations.push(`${ip}: GET Content-Type ${get.contentType} differs from HEAD's ${head.contentType}`);
       if (get.contentType === undefined || !BOOT_TYPES.includes(get.contentType)) run.violations.push(`${ip}: GET Content-Type ${JSON.stringify(get.contentType)} is not a bare UEFI boot type`);
-      if (get.bodyBytes === run.config.poweroffSize) return;
+      if (get.bodyBytes === run.config.poweroffSize) return tally();
+      ran += 1;
       // The workload runs: beacon talks over its own connection, as a booted OS would.
       const posted = await beacon.call('POST', bootRequest).catch((err: Error) => err);
       if (posted instanceof Error || !ok(posted)) run.error(ip, posted instanceof Error ? posted.message : `POST got ${posted.status}`);
@@ -223,13 +231,14 @@ async function server(run: Run, index: number): Promise<void> {
       const what = err instanceof Error ? err.message : String(err);
       run.error(ip, what);
       run.stopped(ip, `boot ${boot}: ${what}`);
-      return;
+      return tally();
     } finally {
       firmware.close();
       beacon.close();
     }
   }
-  run.stopped(ip, `still booting workloads after ${run.config.maxBoots} boots`);
+  tally();
+  run.stopped(ip, run.over ? 'the run ended (deadline)' : `still booting workloads after ${run.config.maxBoots} boots`);
 }
 
 function percentileMs(histogram: ReturnType<typeof monitorEventLoopDelay>, p: number): number {
@@ -270,6 +279,7 @@ async function main(): Promise<void> {
     errorExamples: run.errorExamples,
     unfinished: run.unfinished,
     unfinishedExamples: run.unfinishedExamples,
+    workloads: run.workloads,
     violations: run.violations,
     cpuMs: { user: used.user / 1000, system: used.system / 1000 },
     loopDelayMs: { p50: percentileMs(loop, 50), p99: percentileMs(loop, 99), max: Math.max(0, loop.max / 1e6 - LOOP_RESOLUTION_MS) },

@@ -30,6 +30,14 @@ export interface FleetClientConfig {
   readonly poweroffSize: number;
   /** A server stops after this many boots even if never powered off. */
   readonly maxBoots: number;
+  /**
+   * A reboot's length, ms: from the answer to a server's report to its
+   * firmware's next HEAD. Real servers take a minute or more to come back. It
+   * matters because dispatch hands a server that comes back the next job while
+   * any remain: with instant reboots, the first servers to power on run job
+   * after job in a closed loop and the rest find the pool empty.
+   */
+  readonly rebootMs: number;
 }
 
 /** The calls whose latencies are kept; `connect` is the TCP handshake before a connection's first request. */
@@ -49,6 +57,8 @@ export interface FleetClientResult {
   /** Servers that did not end with poweroff.efi, and why (first few). */
   readonly unfinished: number;
   readonly unfinishedExamples: readonly string[];
+  /** How many servers ran how many workloads (downloads other than poweroff.efi): `{ "1": 1000 }` when each ran one. */
+  readonly workloads: Readonly<Record<string, number>>;
   /** Answers that broke the protocol without failing (HEAD and GET disagreeing, a wrong type). */
   readonly violations: readonly string[];
   /** The client's own CPU during the run, ms; system time includes the kernel's side of loopback TCP for both ends. */

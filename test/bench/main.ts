@@ -11,7 +11,7 @@ import { startProbe } from './probe.ts';
 import { cpuOf, freePort, nginxAvailable, startDispatchCli, startFloor, startNginx, type Spawned } from './processes.ts';
 
 /**
- * `npm run bench [-- --quick] [--only throughput,memory,fleet,cache] [--fleet-spread 0,5000,20000] [--cpu-prof DIR]`
+ * `npm run bench [-- --quick] [--only throughput,memory,fleet,cache] [--clients 1,4,16] [--fleet-spread 0,5000,20000] [--cpu-prof DIR]`
  *
  * Prints figures, asserts none (DESIGN §12). Every figure of a section is
  * measured side by side in one run, so ratios hold even on a busy machine.
@@ -19,27 +19,54 @@ import { cpuOf, freePort, nginxAvailable, startDispatchCli, startFloor, startNgi
  * processes too: curl, and the lean fleet client (fleet-client.ts).
  */
 
-const { values: flags } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    only: { type: 'string' },
-    'cpu-prof': { type: 'string' },
-    'fleet-spread': { type: 'string' },
-  },
-});
+const flags = (() => {
+  try {
+    return parseArgs({
+      options: {
+        quick: { type: 'boolean', default: false },
+        only: { type: 'string' },
+        'cpu-prof': { type: 'string' },
+        clients: { type: 'string' },
+        'fleet-spread': { type: 'string' },
+      },
+    }).values;
+  } catch (err) {
+    console.error(`${(err as Error).message}\nusage: npm run bench [-- --quick] [--only throughput,memory,fleet,cache] [--clients 1,4,16] [--fleet-spread 0,5000,20000] [--cpu-prof DIR]`);
+    process.exit(2);
+  }
+})();
 const quick = flags.quick!;
-const sections = new Set((flags.only ?? 'throughput,memory,fleet,cache').split(','));
+
+/** A comma-separated list of whole numbers, each at least `min`; anything else stops the bench with a clear error. */
+function numberList(flag: string, text: string, min: number): number[] {
+  const values = text.split(',').map((part) => (/^\d+$/.test(part.trim()) ? Number(part) : NaN));
+  if (values.some((value) => !Number.isSafeInteger(value) || value < min)) {
+    console.error(`${flag} takes whole numbers of at least ${min}, separated by commas, not ${JSON.stringify(text)}`);
+    process.exit(2);
+  }
+  return values;
+}
+const SECTIONS = ['throughput', 'memory', 'fleet', 'cache'];
+const sections = new Set((flags.only ?? SECTIONS.join(',')).split(','));
+for (const section of sections) {
+  if (!SECTIONS.includes(section)) {
+    console.error(`--only takes sections among ${SECTIONS.join(', ')} (separated by commas), not ${JSON.stringify(section)}`);
+    process.exit(2);
+  }
+}
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const SIZE = quick ? 256 * MiB : GiB;
-const CLIENTS = quick ? [1, 4] : [1, 4, 16];
+const CLIENTS = numberList('--clients', flags.clients ?? (quick ? '1,4' : '1,4,16'), 1);
 /** Rounds per throughput figure: the machine may be shared, and a median of alternating rounds is steadier than one. */
 const REPEATS = quick ? 1 : 3;
 const MEMORY_CLIENTS = quick ? 8 : 32;
 const FLEET = quick ? 200 : 1000;
 const FLEET_WORKLOAD = 64 * 1024;
 /** Power-on spreads of the fleet runs, ms: 0 is every server in the same instant. */
-const FLEET_SPREADS = (flags['fleet-spread'] ?? (quick ? '0' : '0,5000,20000')).split(',').map(Number);
+const FLEET_SPREADS = numberList('--fleet-spread', flags['fleet-spread'] ?? (quick ? '0' : '0,5000,20000'), 0);
+/** A simulated reboot lasts the power-on spread plus this, ms (see FleetClientConfig.rebootMs). */
+const FLEET_REBOOT_MARGIN_MS = 5_000;
 const CACHE_SERVERS = 20;
 const CACHE_SIZE = quick ? 16 * MiB : 64 * MiB;
 /** curl gives up after this long: a bench that hangs is no bench. */
@@ -168,7 +195,9 @@ async function fleet(spreadMs: number) {
   const home = join(scratch, `dispatch-${name}`);
   const poweroffPath = new URL('../../efi/poweroff.efi', import.meta.url).pathname;
   const poweroffSize = (await stat(poweroffPath)).size;
-  const config = (url: string) => ({ url, servers: FLEET, firstAddress: (nextAddress += FLEET) - FLEET, startSpreadMs: spreadMs, timeoutMs: 10_000, deadlineMs: 120_000, poweroffSize, maxBoots: 100 });
+  // Every server has claimed its workload before the first one comes back from its reboot, as in a lab (a server takes a minute or more to reboot): each runs one workload, then boots poweroff.efi.
+  const rebootMs = spreadMs + FLEET_REBOOT_MARGIN_MS;
+  const config = (url: string) => ({ url, servers: FLEET, firstAddress: (nextAddress += FLEET) - FLEET, startSpreadMs: spreadMs, timeoutMs: 10_000, deadlineMs: 120_000, poweroffSize, maxBoots: 100, rebootMs });
   // The floor first: the same client against a bare server, so each dispatch figure has its floor beside it. A client runs one fleet.
   const floorServer = own(await startFloor(await freePort(), file, poweroffPath));
   const floorClient = await startFleetClient();
@@ -190,7 +219,8 @@ async function fleet(spreadMs: number) {
     const probed = (await probe.stop()).sort((a, b) => a - b);
     const peak = await dispatch.peak();
     const reports = (await readdir(join(home, 'reports')).catch(() => [])).filter((n) => n.endsWith('.md')).length;
-    console.log(`wall ${fmt(run.wallMs)} ms, ${run.requests} requests, errors ${run.errors}, servers not powered off ${run.unfinished}, protocol violations ${run.violations.length}, reports on disk ${reports}`);
+    console.log(`wall ${fmt(run.wallMs)} ms (each server's reboot, ${fmt(rebootMs)} ms, included), ${run.requests} requests, errors ${run.errors}, servers not powered off ${run.unfinished}, protocol violations ${run.violations.length}, reports on disk ${reports}`);
+    console.log(`servers by workloads run: ${workloadsRun(run.workloads)} (the floor: ${workloadsRun(floorRun.workloads)})`);
     for (const sample of [...run.errorExamples, ...run.unfinishedExamples, ...run.violations].slice(0, 5)) console.log(`  e.g. ${sample}`);
     if (run.errors > 0) {
       // What dispatch logged about its failures says more than a status does (a 500 is logged with its cause).
@@ -219,6 +249,14 @@ async function fleet(spreadMs: number) {
     await client.stop();
     await release(dispatch);
   }
+}
+
+/** `{ "1": 998, "2": 2 }` as "1 each: 998, 2 each: 2". */
+function workloadsRun(servers: Readonly<Record<string, number>>): string {
+  return Object.entries(servers)
+    .sort(([a], [b]) => Number(a) - Number(b))
+    .map(([ran, count]) => `${ran} each: ${count}`)
+    .join(', ');
 }
 
 async function cache() {
