@@ -156,6 +156,30 @@ describe('state writer', () => {
     assert.deepEqual(await reload(path), sameAs(lab.queue));
   });
 
+  test('a removal seen only a little later loses nothing: the picture after it carries the changes appended meanwhile', async (t) => {
+    const path = await folder(t);
+    const lab = savedLab(path, 60);
+    lab.writer.changed();
+    await lab.writer.flush();
+    lab.boot('10.0.5.1');
+    await lab.writer.flush(); // an append that asked and found its journal in place
+    await rm(path, { recursive: true });
+    // Appends right after may not ask again (at most one question per 100 ms); one within a few seconds does.
+    let refused = false;
+    for (let i = 2; i < 50 && !refused; i += 1) {
+      lab.boot(`10.0.5.${i}`);
+      refused = await lab.writer.flush().then(
+        () => false,
+        (err: Error) => err instanceof StateError && /was removed/.test(err.message),
+      );
+      if (!refused) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.ok(refused, 'the removal was seen');
+    lab.boot('10.0.5.50');
+    await lab.writer.flush();
+    assert.deepEqual(await reload(path), sameAs(lab.queue), 'every boot, the ones appended to the removed journal too');
+  });
+
   test('a source that throws rejects flush, and a later save succeeds', async (t) => {
     const path = await folder(t);
     let broken = true;

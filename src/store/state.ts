@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, fstat, write } from 'node:fs';
 import { mkdir, open, readdir, readFile, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeAtomic } from './durable.ts';
@@ -141,6 +141,15 @@ export interface StateSource {
 const COMPACT_AT_BYTES = 1024 * 1024;
 
 /**
+ * How often, at most, an append also asks whether its journal was removed
+ * (its folder deleted under a running dispatch), ms. The question is a trip
+ * to the thread pool and cost a boot storm more than the append itself; once
+ * the removal is seen, the next save is a whole picture, which carries every
+ * change since.
+ */
+const REMOVAL_CHECK_MS = 100;
+
+/**
  * The one writer of a run's state: a picture (`state.json`) and a journal of
  * what changed since (one JSON line per save, named in the picture), so a
  * save costs what changed, not the whole run. Every `changed()` makes it
@@ -165,7 +174,7 @@ export class StateWriter {
   readonly #tag = randomBytes(4).toString('hex');
   #generation = 0;
   /** The journal the picture on disk names; undefined until the first picture. */
-  #journal: { readonly name: string; readonly handle: FileHandle; bytes: number } | undefined;
+  #journal: { readonly name: string; readonly handle: FileHandle; bytes: number; checkedAt: number } | undefined;
   #pictureBytes = 0;
   /** The next save must be a whole picture (none yet, a failed save, or a stop). */
   #wantPicture = true;
@@ -173,6 +182,8 @@ export class StateWriter {
   #version = 0;
   #saved = 0;
   #writing = false;
+  /** The save under way, if any: the journal's descriptor stays open until it is over. */
+  #current: Promise<void> | undefined;
   #scheduled = false;
   #closed = false;
   readonly #waiters: Array<{ readonly version: number; resolve(): void; reject(err: Error): void }> = [];
@@ -214,6 +225,8 @@ export class StateWriter {
       await this.flush();
     } finally {
       this.#closed = true;
+      // A retry for later waiters may still be writing through the descriptor: never close it under a write.
+      await this.#current?.catch(() => undefined);
       await this.#journal?.handle.close().catch(() => undefined);
     }
   }
@@ -228,6 +241,7 @@ export class StateWriter {
     } catch (err) {
       save = Promise.reject(err as Error);
     }
+    this.#current = save;
     save.then(
       () => {
         this.#saved = Math.max(this.#saved, version);
@@ -267,7 +281,7 @@ export class StateWriter {
       throw err;
     }
     const old = this.#journal;
-    this.#journal = { name, handle, bytes: 0 };
+    this.#journal = { name, handle, bytes: 0, checkedAt: -Infinity };
     this.#pictureBytes = text.length;
     this.#wantPicture = false;
     if (old) await old.handle.close().catch(() => undefined);
@@ -282,10 +296,18 @@ export class StateWriter {
     const journal = this.#journal!;
     if (changes === undefined) return;
     const line = Buffer.from(`${changes}\n`, 'utf8');
+    const fd = journal.handle.fd;
     // A journal whose folder was removed under us takes appends that no restart will ever read: asked alongside, not after.
-    const [{ bytesWritten }, { nlink }] = await Promise.all([journal.handle.write(line), journal.handle.stat()]);
+    const now = performance.now();
+    const check = now - journal.checkedAt >= REMOVAL_CHECK_MS;
+    if (check) journal.checkedAt = now;
+    // The callback API: a FileHandle call costs a promise and more for every save.
+    const [bytesWritten, links] = await Promise.all([
+      new Promise<number>((resolve, reject) => write(fd, line, 0, line.byteLength, null, (err, written) => (err ? reject(err) : resolve(written)))),
+      check ? new Promise<number>((resolve, reject) => fstat(fd, (err, stats) => (err ? reject(err) : resolve(stats.nlink)))) : undefined,
+    ]);
     if (bytesWritten !== line.byteLength) throw new Error(`only ${bytesWritten} of ${line.byteLength} bytes reached the journal ${join(this.#folder, journal.name)}`);
-    if (nlink === 0) throw new Error(`the journal ${join(this.#folder, journal.name)} was removed`);
+    if (links === 0) throw new Error(`the journal ${join(this.#folder, journal.name)} was removed`);
     journal.bytes += line.byteLength;
   }
 
