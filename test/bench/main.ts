@@ -197,7 +197,7 @@ async function fleet(spreadMs: number) {
   const poweroffSize = (await stat(poweroffPath)).size;
   // Every server has claimed its workload before the first one comes back from its reboot, as in a lab (a server takes a minute or more to reboot): each runs one workload, then boots poweroff.efi.
   const rebootMs = spreadMs + FLEET_REBOOT_MARGIN_MS;
-  const config = (url: string) => ({ url, servers: FLEET, firstAddress: (nextAddress += FLEET) - FLEET, startSpreadMs: spreadMs, timeoutMs: 10_000, deadlineMs: 120_000, poweroffSize, maxBoots: 100, rebootMs });
+  const config = (url: string) => ({ url, servers: FLEET, firstAddress: (nextAddress += FLEET) - FLEET, startSpreadMs: spreadMs, timeoutMs: 10_000, deadlineMs: 120_000 + spreadMs + rebootMs, poweroffSize, maxBoots: 100, rebootMs });
   // The floor first: the same client against a bare server, so each dispatch figure has its floor beside it. A client runs one fleet.
   const floorServer = own(await startFloor(await freePort(), file, poweroffPath));
   const floorClient = await startFleetClient();
