@@ -8,7 +8,7 @@ import { loopbackAddress } from '../fleet/simulator.ts';
 import { curlAll, type Downloads } from './curl.ts';
 import { CALLS, startFleetClient } from './fleet-client.ts';
 import { startProbe } from './probe.ts';
-import { cpuOf, freePort, nginxAvailable, startDispatchCli, startFloor, startNginx, type Spawned } from './processes.ts';
+import { cpuOf, cpuSplitOf, mainThreadCpuOf, freePort, nginxAvailable, startDispatchCli, startFloor, startNginx, type Spawned } from './processes.ts';
 
 /**
  * `npm run bench [-- --quick] [--only throughput,memory,fleet,cache] [--clients 1,4,16] [--fleet-spread 0,5000,20000] [--cpu-prof DIR]`
@@ -146,8 +146,10 @@ async function throughput(big: string) {
   // CPU time per GiB served says what each server costs even when the machine is busy with other work.
   const timed = async (server: Spawned, url: string, n: number) => {
     const before = await cpuOf(server.pid);
+    const mainBefore = await mainThreadCpuOf(server.pid);
     const downloads = await curlAll(Array(n).fill(url), addresses(n), CURL_TIMEOUT_S);
-    return { rate: rate(downloads), cpuPerGiB: ((await cpuOf(server.pid)) - before) / (downloads.bytes / GiB), errors: failures(downloads, SIZE) };
+    const gib = downloads.bytes / GiB;
+    return { rate: rate(downloads), cpuPerGiB: ((await cpuOf(server.pid)) - before) / gib, mainPerGiB: ((await mainThreadCpuOf(server.pid)) - mainBefore) / gib, errors: failures(downloads, SIZE) };
   };
   type Round = Awaited<ReturnType<typeof timed>>;
   const median = (values: readonly number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
@@ -167,6 +169,8 @@ async function throughput(big: string) {
       `${String(n).padStart(7)}  ${fmt(dRate).padStart(14)}  ${(xRate ? fmt(xRate) : '-').padStart(11)}  ${(xRate ? fmt(dRate / xRate, 2) : '-').padStart(14)}  ${fmt(median(d.map((r) => r.cpuPerGiB))).padStart(20)}  ${(x.length > 0 ? fmt(median(x.map((r) => r.cpuPerGiB))) : '-').padStart(5)}${errors}`,
     );
     if (REPEATS > 1) console.log(`         rounds: dispatch ${d.map((r) => fmt(r.rate)).join(' ')}${x.length > 0 ? `; nginx ${x.map((r) => fmt(r.rate)).join(' ')}` : ''}`);
+    // The rest of dispatch's CPU is libuv's threads (file reads, and socket writes when several downloads run) and the kernel on their behalf.
+    console.log(`         dispatch's JavaScript thread: ${fmt(median(d.map((r) => r.mainPerGiB)))} CPU ms/GiB`);
   }
   const peak = await dispatch.peak();
   console.log(`dispatch peak RSS during throughput: ${mb(Math.max(peak.sampled, peak.hwm))}${nginx ? `; nginx worker: ${mb((await nginx.peak()).hwm)}` : ''}`);
@@ -201,10 +205,10 @@ async function fleet(spreadMs: number) {
   // The floor first: the same client against a bare server, so each dispatch figure has its floor beside it. A client runs one fleet.
   const floorServer = own(await startFloor(await freePort(), file, poweroffPath));
   const floorClient = await startFleetClient();
-  const floorCpuBefore = await cpuOf(floorServer.pid);
-  let floorCpu = NaN;
+  const floorCpuBefore = await cpuSplitOf(floorServer.pid);
+  let floorCpu = { user: NaN, system: NaN };
   const floorRun = await floorClient.run(config(floorServer.url)).finally(async () => {
-    floorCpu = (await cpuOf(floorServer.pid)) - floorCpuBefore;
+    floorCpu = cpuSince(await cpuSplitOf(floorServer.pid), floorCpuBefore);
     await floorClient.stop();
     await release(floorServer);
   });
@@ -213,9 +217,11 @@ async function fleet(spreadMs: number) {
   const client = await startFleetClient(nodeFlags);
   try {
     const probe = startProbe(dispatch.origin);
-    const cpuBefore = await cpuOf(dispatch.pid);
+    const cpuBefore = await cpuSplitOf(dispatch.pid);
+    const mainBefore = await mainThreadCpuOf(dispatch.pid);
     const run = await client.run(config(dispatch.url));
-    const cpu = (await cpuOf(dispatch.pid)) - cpuBefore;
+    const main = (await mainThreadCpuOf(dispatch.pid)) - mainBefore;
+    const cpu = cpuSince(await cpuSplitOf(dispatch.pid), cpuBefore);
     const probed = (await probe.stop()).sort((a, b) => a - b);
     const peak = await dispatch.peak();
     const reports = (await readdir(join(home, 'reports')).catch(() => [])).filter((n) => n.endsWith('.md')).length;
@@ -229,7 +235,7 @@ async function fleet(spreadMs: number) {
       for (const line of said.slice(0, 3)) console.log(`    ${line.slice(0, 240)}`);
     }
     console.log("each call timed from writing its request to the last byte of its answer; connect: the TCP handshake before a connection's first request");
-    console.log(`floor: the same client against a bare node:http server that only answers (test/bench/floor.ts), just before: wall ${fmt(floorRun.wallMs)} ms, errors ${floorRun.errors}, CPU ${fmt(floorCpu)} ms`);
+    console.log(`floor: the same client against a bare node:http server that only answers (test/bench/floor.ts), just before: wall ${fmt(floorRun.wallMs)} ms, errors ${floorRun.errors}, CPU ${fmt(floorCpu.user + floorCpu.system)} ms (user ${fmt(floorCpu.user)}, system ${fmt(floorCpu.system)})`);
     console.log('call     count   p50 ms   p99 ms   max ms   | floor p50   p99 ms');
     for (const call of CALLS) {
       const ms = [...run.ms[call]].sort((a, b) => a - b);
@@ -243,12 +249,16 @@ async function fleet(spreadMs: number) {
     );
     const late = run.loopDelayMs;
     console.log(
-      `dispatch peak RSS ${mb(Math.max(peak.sampled, peak.hwm))}; CPU used: dispatch ${fmt(cpu)} ms, the fleet client (a process of its own) ${fmt(run.cpuMs.user + run.cpuMs.system)} ms (user ${fmt(run.cpuMs.user)}, system ${fmt(run.cpuMs.system)}), whose event loop was late by p50 ${fmt(late.p50, 1)} / p99 ${fmt(late.p99, 1)} / max ${fmt(late.max, 1)} ms (included in the latencies); client RSS ${mb(run.rss.start)} at the start, peak ${mb(run.rss.peak)}`,
+      `dispatch peak RSS ${mb(Math.max(peak.sampled, peak.hwm))}; CPU used: dispatch ${fmt(cpu.user + cpu.system)} ms (user ${fmt(cpu.user)}, system ${fmt(cpu.system)}; its JavaScript thread ${fmt(main)}), the fleet client (a process of its own) ${fmt(run.cpuMs.user + run.cpuMs.system)} ms (user ${fmt(run.cpuMs.user)}, system ${fmt(run.cpuMs.system)}), whose event loop was late by p50 ${fmt(late.p50, 1)} / p99 ${fmt(late.p99, 1)} / max ${fmt(late.max, 1)} ms (included in the latencies); client RSS ${mb(run.rss.start)} at the start, peak ${mb(run.rss.peak)}`,
     );
   } finally {
     await client.stop();
     await release(dispatch);
   }
+}
+
+function cpuSince(now: { user: number; system: number }, before: { user: number; system: number }) {
+  return { user: now.user - before.user, system: now.system - before.system };
 }
 
 /** `{ "1": 998, "2": 2 }` as "1 each: 998, 2 each: 2". */

@@ -37,10 +37,16 @@ export async function memoryOf(pid: number): Promise<{ rss: number; hwm: number 
 
 /** CPU time a process has used so far (user + system), ms, from /proc/<pid>/stat. */
 export async function cpuOf(pid: number): Promise<number> {
+  const { user, system } = await cpuSplitOf(pid);
+  return user + system;
+}
+
+/** CPU ms a process has used so far, in user space and in the kernel on its behalf. */
+export async function cpuSplitOf(pid: number): Promise<{ user: number; system: number }> {
   const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
   // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
   const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  return { user: (Number(fields[11]) * 1000) / 100, system: (Number(fields[12]) * 1000) / 100 };
 }
 
 export interface Spawned {
@@ -234,4 +240,11 @@ export async function startFloor(port: number, workload: string, poweroff: strin
       await terminate(child);
     },
   };
+}
+
+/** CPU ms the process's main thread (dispatch's JavaScript thread) has used so far. */
+export async function mainThreadCpuOf(pid: number): Promise<number> {
+  const text = await readFile(`/proc/${pid}/task/${pid}/stat`, 'utf8').catch(() => '');
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
 }
