@@ -48,6 +48,8 @@ const LISTEN_BACKLOG = 4096;
 
 /** How long a refused connection may stay open for its answer to be read. */
 const LINGER_MS = 1_000;
+/** Connections answered and closing, kept open a moment for the client to read (see `linger`). */
+const lingering = new WeakSet<Socket>();
 
 export interface Bound {
   readonly server: Server;
@@ -182,14 +184,19 @@ export async function bind(app: Hono<Env>, options: BindOptions): Promise<Bound>
 
   // A request Node could not read: malformed, headers too large, too slow.
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    // Already answered and lingering (a refusal, or this same error again as
+    // more of a large request comes in): what comes is read and dropped until
+    // the client closes. Destroying it now would reset the connection before
+    // the client has read its answer.
+    if (lingering.has(socket)) return;
     const state = open.get(socket);
     const answers = state?.answers ?? new Set<ServerResponse>();
     const midAnswer = [...answers].some((res) => res.headersSent);
     // A route may answer before reading the body (417, 413): an error in the
     // rest of that body belongs to a request already answered.
     const answered = state?.last !== undefined && !state.last.req.complete && state.last.res.headersSent;
-    if (refused.has(socket) || !socket.writable || midAnswer || answered || err.code === 'ECONNRESET' || err.code === 'EPIPE') {
-      // Gone, already refused, already answered, or in the middle of an answer: nothing clean left to say.
+    if (!socket.writable || midAnswer || answered || err.code === 'ECONNRESET' || err.code === 'EPIPE') {
+      // Gone, already answered, or in the middle of an answer: nothing clean left to say.
       socket.destroy();
       return;
     }
@@ -321,6 +328,7 @@ function answerAndClose(socket: Socket, status: number, reason: string, headers:
  * has no reader of its own: resumed here.
  */
 function linger(socket: Socket): void {
+  lingering.add(socket);
   socket.resume();
   const timer = setTimeout(() => socket.destroy(), LINGER_MS);
   timer.unref();
