@@ -15,7 +15,11 @@ export class Rejection extends Error {
     readonly headers: Readonly<Record<string, string>> = {},
     options?: { cause?: unknown },
   ) {
+    // A refusal is an answer, not a fault: no stack trace, whose capture costs more than the rest of a 404.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(reason, options);
+    Error.stackTraceLimit = limit;
   }
 }
 
