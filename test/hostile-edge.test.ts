@@ -5,6 +5,7 @@ import net from 'node:net';
 import { describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { DEFAULT_LIMITS } from '../src/http/index.ts';
+import { handedBytes } from '../src/http/body.ts';
 import { limitedRejectionLog } from '../src/http/rejection.ts';
 import { parseReport } from '../src/report/index.ts';
 import { FIRMWARE_HEADERS, send } from './fleet/http.ts';
@@ -134,6 +135,29 @@ describe('slow clients cannot pin a connection', () => {
     assert.ok(waited >= 400, `cut after ${waited} ms`);
     const job = (await lab.jobs())[0]!;
     assert.equal(job.ip, '127.0.0.2', 'the server still holds its job and may resume it');
+  });
+});
+
+describe('downloads side by side (written to their sockets from libuv\'s threads)', () => {
+  test('a slow reader still gets every byte and is never cut, while one that stops reading beside it is cut after the idle timeout', async (t) => {
+    const size = 24 * 1024 * 1024;
+    const lab = await startEdgeLab(t, { workloads: { 'a.efi': randomBytes(size), 'b.efi': randomBytes(size) }, limits: SHORT });
+    const before = handedBytes();
+    const slow = net.connect({ port: lab.port, host: '127.0.0.1', localAddress: '127.0.0.2' });
+    t.after(() => slow.destroy());
+    slow.write('GET /dispatch HTTP/1.1\r\nHost: dispatch\r\n\r\n');
+    const reader = slowReader(slow);
+    const stopped = net.connect({ port: lab.port, host: '127.0.0.1', localAddress: '127.0.0.3' });
+    t.after(() => stopped.destroy());
+    stopped.on('error', () => undefined);
+    stopped.write('GET /dispatch HTTP/1.1\r\nHost: dispatch\r\n\r\n');
+    stopped.pause();
+    const waited = await lab.until('the stalled download cut', () => lab.logs.some((l) => l.includes('127.0.0.3 cut: nothing moved on its connection for 500 ms')), 5_000);
+    assert.ok(waited >= 400, `cut after ${waited} ms`);
+    await lab.until('the whole slow download', () => reader.received >= size, 15_000);
+    assert.ok(handedBytes().direct > before.direct, 'bytes went to the sockets from libuv\'s threads');
+    await lab.until('the slow transfer recorded as complete', async () => (await lab.jobs()).find((job) => job.ip === '127.0.0.2')?.state === 'downloading');
+    assert.ok(!lab.logs.some((l) => l.includes('127.0.0.2 cut')), lab.logs.join('\n'));
   });
 });
 
