@@ -41,9 +41,12 @@ export async function cpuOf(pid: number): Promise<number> {
   return user + system;
 }
 
-/** CPU ms a process has used so far, in user space and in the kernel on its behalf. */
-export async function cpuSplitOf(pid: number): Promise<{ user: number; system: number }> {
-  const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+/**
+ * CPU ms a process has used so far, in user space and in the kernel on its
+ * behalf; with `thread`, that thread's alone (the process's id is its main thread).
+ */
+export async function cpuSplitOf(pid: number, thread?: number): Promise<{ user: number; system: number }> {
+  const text = await readFile(thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`, 'utf8').catch(() => '');
   // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
   const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
   return { user: (Number(fields[11]) * 1000) / 100, system: (Number(fields[12]) * 1000) / 100 };
@@ -244,7 +247,6 @@ export async function startFloor(port: number, workload: string, poweroff: strin
 
 /** CPU ms the process's main thread (dispatch's JavaScript thread) has used so far. */
 export async function mainThreadCpuOf(pid: number): Promise<number> {
-  const text = await readFile(`/proc/${pid}/task/${pid}/stat`, 'utf8').catch(() => '');
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  const { user, system } = await cpuSplitOf(pid, pid);
+  return user + system;
 }
