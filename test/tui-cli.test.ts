@@ -9,6 +9,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { runFleet, type FleetLog, type ServerPlan } from './fleet/simulator.ts';
+import { builtCli } from './support/built.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MAIN = join(ROOT, 'src/cli/main.ts');
@@ -143,14 +144,14 @@ describe('the TUI in a real terminal (tmux)', async () => {
 
   test('shows the boot URL and the job table live, q quits with exit 0 and the cursor back', { skip, timeout: 120_000 }, async (t) => {
     // The built CLI, as a user runs it.
-    await run('npx', ['tsc', '-b', 'tsconfig.build.json'], { cwd: ROOT });
+    const cli = await builtCli();
     const lab = await scratchLab(t, { 'big-1.efi': 24 * 1024 * 1024, 'big-2.efi': 24 * 1024 * 1024, 'small.efi': 4096 });
     const socket = `dispatch-test-${process.pid}`;
     const tmux = (...args: string[]) => run('tmux', ['-L', socket, ...args]).then((r) => r.stdout);
     t.after(() => tmux('kill-server').catch(() => undefined));
     const exitFile = join(lab.dir, 'exit');
     // CI=true on purpose: ink alone would draw nothing live under CI; dispatch must still show its TUI on a terminal.
-    const command = `CI=true node ${join(ROOT, 'dist/cli/main.js')} --dir ${lab.workloads} --reports ${lab.reports} --state-dir ${lab.state} --bind 127.0.0.1:0 --no-mdns; echo $? > ${exitFile}; sleep 60`;
+    const command = `CI=true node ${cli} --dir ${lab.workloads} --reports ${lab.reports} --state-dir ${lab.state} --bind 127.0.0.1:0 --no-mdns; echo $? > ${exitFile}; sleep 60`;
     await tmux('new-session', '-d', '-s', 'lab', '-x', '100', '-y', '30', command);
     const screen = () => tmux('capture-pane', '-p', '-t', 'lab');
     const waitFor = async (what: RegExp, ms = 20_000): Promise<string> => {

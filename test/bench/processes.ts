@@ -5,18 +5,17 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 
-/** The compiled CLI, as `npm run bench` builds it first. */
-export const CLI = new URL('../../dist/cli/main.js', import.meta.url).pathname;
+const PACKAGE = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { bin: { dispatch: string }; scripts: { start: string } };
+
+/** The compiled `dispatch` command (package.json's bin, which `npm start` runs too), built by `npm run bench` first. */
+export const CLI = new URL(`../../${PACKAGE.bin.dispatch}`, import.meta.url).pathname;
 
 /**
  * The node flags `npm start` runs dispatch with (package.json): the bench
  * measures what users run. Node 24 lets the young generation grow to 128 MB
  * under load; 16 MB semi-spaces, Node 20's default, hold it where Node 20 does.
  */
-export const START_FLAGS: readonly string[] = (() => {
-  const start = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } }).scripts.start;
-  return [...start.matchAll(/\s(--[a-z-]+=\S+)/g)].map((match) => match[1]!);
-})();
+export const START_FLAGS: readonly string[] = [...PACKAGE.scripts.start.matchAll(/\s(--[a-z-]+=\S+)/g)].map((match) => match[1]!);
 
 /** A port nobody listens on now (the OS picks it; a tiny race with other programs is acceptable in a bench). */
 export async function freePort(): Promise<number> {
