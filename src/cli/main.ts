@@ -7,6 +7,7 @@ import { ReportError } from '../report/index.ts';
 import { SourceError } from '../source/index.ts';
 import { batched, jsonLog, logQueue, plainLog, summaryRow, summaryTable } from '../ui/index.ts';
 import type { Tui } from '../ui/tui/app.tsx';
+import { loadTui } from '../ui/tui/load.ts';
 import { InfoExit, parseCommandLine, UsageError, type Config, type UiConfig } from './options.ts';
 import { startDispatch } from './start.ts';
 import { vmMain } from './vm.ts';
@@ -38,7 +39,7 @@ async function main(argv: readonly string[]): Promise<number> {
   let log: Log;
   if (mode === 'tui') {
     // Loaded only here: plain and JSON runs never pay for ink and its layout engine.
-    const { Tui } = await withoutCi(() => import('../ui/tui/app.tsx'));
+    const { Tui } = await loadTui();
     screen = new Tui({ stdout: process.stdout, stdin: process.stdin, clock: systemClock, loading: `loading workloads from ${describeSource(config)}`, onQuit: () => quit('q') });
     log = screen.log;
   } else {
@@ -96,23 +97,6 @@ async function main(argv: readonly string[]): Promise<number> {
       });
     }
   });
-}
-
-/**
- * ink decides when it is first loaded that with CI or CONTINUOUS_INTEGRATION
- * set nobody watches, and then draws only the last frame. The TUI runs only
- * on a terminal (or when asked for), which is somebody watching: load ink
- * with those two unset, then put them back for everything else.
- */
-async function withoutCi<T>(load: () => Promise<T>): Promise<T> {
-  const saved = { CI: process.env.CI, CONTINUOUS_INTEGRATION: process.env.CONTINUOUS_INTEGRATION };
-  delete process.env.CI;
-  delete process.env.CONTINUOUS_INTEGRATION;
-  try {
-    return await load();
-  } finally {
-    for (const [key, value] of Object.entries(saved)) if (value !== undefined) process.env[key] = value;
-  }
 }
 
 function describeSource(config: Config): string {
