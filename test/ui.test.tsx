@@ -5,7 +5,9 @@ import { render } from 'ink-testing-library';
 import { SimulatedClock } from 'xstate';
 import { Completion, Queue, type QueueEvent, type Verdict } from '../src/jobs/index.ts';
 import { batched, eventRecord, formatEvent, LabModel, liveRows, summaryTable } from '../src/ui/index.ts';
-import { Screen, type Serving } from '../src/ui/tui/screen.tsx';
+import { framePace } from '../src/ui/tui/app.tsx';
+import { rowParts, Screen, type Serving } from '../src/ui/tui/screen.tsx';
+import type { JobRow } from '../src/ui/model.ts';
 import { fakeWorkload } from './support/workloads.ts';
 
 const START = 1_700_000_000_000;
@@ -205,6 +207,37 @@ describe('the screen (ANSI-stripped frames)', () => {
   });
 });
 
+describe('what the TUI costs a long run', () => {
+  test('live rows are drawn in texts shared by every row and few in all: ink keeps every text it measured, for good', (t) => {
+    // 40 servers on screen for an hour, half downloading at rates that keep changing, drawn once a second.
+    const rows: JobRow[] = Array.from({ length: 40 }, (_, id) => ({ id, name: `job-${id}.efi`, state: id % 2 === 0 ? 'downloading' : 'booting', ip: `10.0.0.${id + 2}`, size: 64 * 2 ** 30, since: START + id * 1_000, lastSeen: START, bytes: 0, rate: null, reports: [], reason: null, attempts: 0 }));
+    const parts = new Set<string>();
+    const whole = new Set<string>();
+    for (let second = 0; second < 3600; second += 1) {
+      const now = START + 40_000 + second * 1_000;
+      for (const job of rows) {
+        const row: JobRow = job.state === 'downloading' ? { ...job, bytes: Math.floor((job.size * second) / 3600), rate: 9e6 + ((second * 7919 + job.id * 104_729) % 1e6) * 1.37, lastSeen: now - (second % 3) * 1_000 } : job;
+        const drawn = rowParts(row, now, 120);
+        assert.equal(drawn.join('').length, 119, 'a row is as wide as the table');
+        for (const part of drawn) parts.add(part);
+        whole.add(drawn.join(''));
+      }
+    }
+    t.diagnostic(`${whole.size} distinct rows, drawn as ${parts.size} distinct texts`);
+    // A row drawn as one text would be a new one every second, for every row on screen.
+    assert.ok(whole.size > 100_000, `${whole.size} distinct rows`);
+    // Its parts are shared: the clocks of an hour, bar, percent and rate values, and each job's fixed columns.
+    assert.ok(parts.size <= 3600 + 40 * 5 + 101 + 7 + 1000, `${parts.size} distinct texts`);
+  });
+
+  test('frames slow down when drawing is slow, so drawing keeps to about a tenth of the thread', () => {
+    assert.equal(framePace(100, 2), 100);
+    assert.equal(framePace(100, 15), 150);
+    assert.equal(framePace(100, 30), 300);
+    assert.equal(framePace(100, 400), 500, 'never slower than 2 frames a second');
+  });
+});
+
 describe('rule 8: done when every job is final, filed, and its server powered off', () => {
   function watch(names: readonly string[], options: { lingerMs?: number; filing?: () => number } = {}) {
     const setup = lab(names);
@@ -293,6 +326,24 @@ describe('rule 8: done when every job is final, filed, and its server powered of
 });
 
 describe('the live TUI', () => {
+  /** What test/support/tui-load.ts says in a process with `env`. */
+  async function loadedWith(env: Readonly<Record<string, string>>): Promise<Record<string, string | null>> {
+    const { execFile } = await import('node:child_process');
+    const base = Object.fromEntries(Object.entries(process.env).filter(([key]) => key !== 'CI' && key !== 'CONTINUOUS_INTEGRATION' && key !== 'NODE_ENV'));
+    const stdout = await new Promise<string>((resolve, reject) =>
+      execFile(process.execPath, ['--import', 'tsx', 'test/support/tui-load.ts'], { cwd: new URL('..', import.meta.url), env: { ...base, ...env }, timeout: 60_000 }, (err, out) => (err ? reject(err) : resolve(out))),
+    );
+    return JSON.parse(stdout) as Record<string, string | null>;
+  }
+
+  test("React's production builds, and the environment given back as it was", async () => {
+    assert.deepEqual(await loadedWith({ CI: 'true' }), { react: 'production', reconciler: 'production', NODE_ENV: null, CI: 'true' });
+  });
+
+  test('a NODE_ENV the user set stands', async () => {
+    assert.deepEqual(await loadedWith({ NODE_ENV: 'development' }), { react: 'development', reconciler: 'development', NODE_ENV: 'development', CI: null });
+  });
+
   test('an event storm over 5,000 jobs is drawn at most about 10 times a second', async (t) => {
     const { execFile } = await import('node:child_process');
     const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => key !== 'CI' && key !== 'CONTINUOUS_INTEGRATION'));

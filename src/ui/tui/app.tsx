@@ -17,6 +17,19 @@ export interface TuiOptions {
   readonly frameMs?: number;
 }
 
+/** Frames never come further apart than this, however slow drawing is: the screen still follows. */
+const SLOWEST_FRAME_MS = 500;
+
+/**
+ * How long to wait between two frames when drawing one took `drawMs`: at
+ * least `frameMs`, and ten times what the last frame took, so the TUI uses
+ * at most about a tenth of the JavaScript thread that also answers the
+ * servers. A big terminal over a busy fleet takes ink 10 to 20 ms a frame.
+ */
+export function framePace(frameMs: number, drawMs: number): number {
+  return Math.max(frameMs, Math.min(SLOWEST_FRAME_MS, 10 * drawMs));
+}
+
 const SHOW_CURSOR = '\x1b[?25h';
 
 /**
@@ -29,6 +42,8 @@ export class Tui {
   readonly #instance: Instance;
   #serving: Serving | undefined;
   #status: string | undefined;
+  /** What ink took to draw the last frame (ms). */
+  #drawMs = 0;
   #version = 0;
   #unmounted = false;
   /** A crash must not leave the cursor hidden: ink restores it only when it unmounts. */
@@ -44,6 +59,9 @@ export class Tui {
       exitOnCtrlC: false,
       patchConsole: false,
       maxFps: 1000 / (options.frameMs ?? 100),
+      onRender: ({ renderTime }) => {
+        this.#drawMs = renderTime;
+      },
     });
     process.once('exit', this.#restore);
   }
@@ -72,6 +90,11 @@ export class Tui {
     process.off('exit', this.#restore);
     this.#instance.unmount();
     this.#options.stdout.write(SHOW_CURSOR);
+  }
+
+  /** @internal for the component: the time to leave before the next frame. */
+  pace(frameMs: number): number {
+    return framePace(frameMs, this.#drawMs);
   }
 
   /** @internal for the component */
@@ -119,13 +142,16 @@ function Live({ tui, frameMs }: { readonly tui: Tui; readonly frameMs: number })
   );
   useEffect(() => {
     // Redraw when something changed, and once a second anyway for the clocks;
-    // never more often than frameMs however many events arrive.
+    // never more often than frameMs however many events arrive, nor than the
+    // pace that keeps drawing to a tenth of the thread.
     let drawnAt = Date.now();
     let drawn = frame.version;
     const timer = setInterval(() => {
+      const since = Date.now() - drawnAt;
+      if (since < tui.pace(frameMs) - frameMs / 2) return;
       const next = tui.frame();
       const loading = next.serving === undefined;
-      if (next.version === drawn && !loading && Date.now() - drawnAt < 1000) return;
+      if (next.version === drawn && !loading && since < 1000) return;
       drawn = next.version;
       drawnAt = Date.now();
       setFrame((previous) => ({ n: previous.n + 1, ...next }));

@@ -61,14 +61,25 @@ function columns(width: number) {
   return { ...fixed, name };
 }
 
-function progress(row: JobRow): string {
-  if (row.state === 'booting') return 'running';
-  if (row.state === 'reported') return 'report in, filing';
-  if (row.state !== 'downloading' && row.state !== 'assigned') return '';
-  if (row.state === 'assigned') return 'waiting for GET';
+/**
+ * The progress column as parts: each part's text is drawn (and measured by
+ * ink) on its own, so that what changes every frame (bar, percent, rate)
+ * takes few distinct values. ink keeps the size of every distinct text it
+ * ever measured, for good: a whole row that changed with every frame (its
+ * clocks, its progress) was a new entry each time, a leak of about a row's
+ * text per visible row per second for as long as the TUI ran.
+ */
+function progress(row: JobRow, width: number): readonly string[] {
+  if (row.state === 'failed') return [fit(row.reason ?? 'failed', width)];
+  if (row.state === 'booting') return [fit('running', width)];
+  if (row.state === 'reported') return [fit('report in, filing', width)];
+  if (row.state === 'assigned') return [fit('waiting for GET', width)];
+  if (row.state !== 'downloading') return [fit('', width)];
   const fraction = row.size > 0 ? row.bytes / row.size : 1;
+  const barWidth = 6;
   const percent = `${Math.floor(fraction * 100)}%`.padStart(4);
-  return `${bar(fraction, 6)} ${percent} ${row.rate === null ? '' : shortRate(row.rate)}`;
+  // Bar, space, percent, space: the rate has what is left.
+  return [bar(fraction, barWidth), ` ${percent} `, fit(row.rate === null ? '' : shortRate(row.rate), width - barWidth - 6)];
 }
 
 function issueOf(row: JobRow): string {
@@ -77,22 +88,31 @@ function issueOf(row: JobRow): string {
   return row.reports.length > 1 ? `${last}+${row.reports.length - 1}` : last;
 }
 
-function Row({ row, now, width }: { readonly row: JobRow; readonly now: number; readonly width: number }) {
+/** A row of the live table as the texts it is drawn in: its columns, a space between two, each part its own text (see `progress`). */
+export function rowParts(row: JobRow, now: number, width: number): readonly string[] {
   const c = columns(width);
-  const cells = [
-    fit(SYMBOL[row.state], c.symbol),
-    fit(row.name, c.name),
-    fit(row.ip ?? '-', c.server),
-    c.seen > 0 ? fit(row.lastSeen === null ? '' : shortDuration(now - row.lastSeen), c.seen, 'right') : undefined,
-    c.size > 0 ? fit(shortBytes(row.size), c.size, 'right') : undefined,
-    fit(row.state === 'failed' ? (row.reason ?? 'failed') : progress(row), c.progress),
-    fit(shortDuration(now - row.since), c.time, 'right'),
-    fit(issueOf(row), c.issue),
-  ].filter((cell) => cell !== undefined);
+  const columnsOfRow: ReadonlyArray<readonly string[] | undefined> = [
+    [fit(SYMBOL[row.state], c.symbol)],
+    [fit(row.name, c.name)],
+    [fit(row.ip ?? '-', c.server)],
+    c.seen > 0 ? [fit(row.lastSeen === null ? '' : shortDuration(now - row.lastSeen), c.seen, 'right')] : undefined,
+    c.size > 0 ? [fit(shortBytes(row.size), c.size, 'right')] : undefined,
+    progress(row, c.progress),
+    [fit(shortDuration(now - row.since), c.time, 'right')],
+    [fit(issueOf(row), c.issue)],
+  ];
+  return columnsOfRow.filter((parts) => parts !== undefined).flatMap((parts, column) => parts.map((part, i) => (column > 0 && i === 0 ? ` ${part}` : part)));
+}
+
+function Row({ row, now, width }: { readonly row: JobRow; readonly now: number; readonly width: number }) {
   return (
-    <Text color={COLOR[row.state]} wrap="truncate">
-      {cells.join(' ')}
-    </Text>
+    <Box width={width} flexShrink={0}>
+      {rowParts(row, now, width).map((part, i) => (
+        <Text key={i} color={COLOR[row.state]} wrap="truncate">
+          {part}
+        </Text>
+      ))}
+    </Box>
   );
 }
 
