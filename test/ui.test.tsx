@@ -230,10 +230,10 @@ describe('what the TUI costs a long run', () => {
     assert.ok(parts.size <= 3600 + 40 * 5 + 101 + 7 + 1000, `${parts.size} distinct texts`);
   });
 
-  test('frames slow down when drawing is slow, so drawing keeps to about a tenth of the thread', () => {
+  test('frames slow down when drawing is slow, so drawing keeps to a small share of the thread', () => {
     assert.equal(framePace(100, 2), 100);
-    assert.equal(framePace(100, 15), 150);
-    assert.equal(framePace(100, 30), 300);
+    assert.equal(framePace(100, 10), 200);
+    assert.equal(framePace(100, 15), 300);
     assert.equal(framePace(100, 400), 500, 'never slower than 2 frames a second');
   });
 });
@@ -352,7 +352,8 @@ describe('the live TUI', () => {
     );
     const { drawn, last } = JSON.parse(stdout) as { drawn: number; last: string };
     t.diagnostic(`${drawn} frames in 2 s of progress from 200 transfers`);
-    assert.ok(drawn >= 5, `only ${drawn} frames in 2 s: the screen did not follow`);
+    // Frames slow down to 2 a second when drawing is slow (framePace): a slow machine still draws 3 in 2 s.
+    assert.ok(drawn >= 3, `only ${drawn} frames in 2 s: the screen did not follow`);
     assert.ok(drawn <= 24, `${drawn} frames in 2 s`);
     assert.match(last, /4800 unassigned {2}200 downloading/);
     assert.match(last, /… \d+ more not shown \(4800 waiting\)/);

@@ -11,7 +11,7 @@ import { startProbe } from './probe.ts';
 import { cpuOf, cpuSplitOf, mainThreadCpuOf, freePort, nginxAvailable, startDispatchCli, startFloor, startNginx, type Spawned } from './processes.ts';
 
 /**
- * `npm run bench [-- --quick] [--only throughput,memory,fleet,cache] [--clients 1,4,16] [--fleet-spread 0,5000,20000] [--cpu-prof DIR]`
+ * `npm run bench [-- --quick] [--only throughput,memory,fleet,cache] [--clients 1,4,16] [--fleet-spread 0,5000,20000|none] [--fleet-tui 5000|none] [--cpu-prof DIR]`
  *
  * Prints figures, asserts none (DESIGN §12). Every figure of a section is
  * measured side by side in one run, so ratios hold even on a busy machine.
@@ -28,10 +28,11 @@ const flags = (() => {
         'cpu-prof': { type: 'string' },
         clients: { type: 'string' },
         'fleet-spread': { type: 'string' },
+        'fleet-tui': { type: 'string' },
       },
     }).values;
   } catch (err) {
-    console.error(`${(err as Error).message}\nusage: npm run bench [-- --quick] [--only throughput,memory,fleet,cache] [--clients 1,4,16] [--fleet-spread 0,5000,20000] [--cpu-prof DIR]`);
+    console.error(`${(err as Error).message}\nusage: npm run bench [-- --quick] [--only throughput,memory,fleet,cache] [--clients 1,4,16] [--fleet-spread 0,5000,20000|none] [--fleet-tui 5000|none] [--cpu-prof DIR]`);
     process.exit(2);
   }
 })();
@@ -64,7 +65,11 @@ const MEMORY_CLIENTS = quick ? 8 : 32;
 const FLEET = quick ? 200 : 1000;
 const FLEET_WORKLOAD = 64 * 1024;
 /** Power-on spreads of the fleet runs, ms: 0 is every server in the same instant. */
-const FLEET_SPREADS = numberList('--fleet-spread', flags['fleet-spread'] ?? (quick ? '0' : '0,5000,20000'), 0);
+const FLEET_SPREADS = flags['fleet-spread'] === 'none' ? [] : numberList('--fleet-spread', flags['fleet-spread'] ?? (quick ? '0' : '0,5000,20000'), 0);
+/** Power-on spreads of the fleet runs made again with dispatch drawing its TUI on a terminal. */
+const FLEET_TUI_SPREADS = flags['fleet-tui'] === 'none' ? [] : numberList('--fleet-tui', flags['fleet-tui'] ?? (quick ? '0' : '5000'), 0);
+/** The terminal of those runs: a big one, the costliest for ink to draw. */
+const TUI_TERMINAL = { columns: 160, rows: 50 };
 /** A simulated reboot lasts the power-on spread plus this, ms (see FleetClientConfig.rebootMs). */
 const FLEET_REBOOT_MARGIN_MS = 5_000;
 const CACHE_SERVERS = 20;
@@ -189,12 +194,13 @@ async function memory(big: string) {
   await release(dispatch);
 }
 
-async function fleet(spreadMs: number) {
+async function fleet(spreadMs: number, options: { readonly tui?: boolean } = {}) {
   const when = spreadMs === 0 ? 'all in the same instant' : `powered on within ${fmt(spreadMs / 1000, 1)} s of each other`;
-  console.log(`\n## fleet: ${FLEET} simulated servers ${when} (each its own 127.x.y.z), full protocol: HEAD, GET ${FLEET_WORKLOAD / 1024} KiB, POST, PUT, reboot, HEAD+GET poweroff.efi`);
+  const drawing = options.tui ? `, dispatch drawing its TUI on a ${TUI_TERMINAL.columns}x${TUI_TERMINAL.rows} pseudo-terminal` : '';
+  console.log(`\n## fleet: ${FLEET} simulated servers ${when} (each its own 127.x.y.z), full protocol: HEAD, GET ${FLEET_WORKLOAD / 1024} KiB, POST, PUT, reboot, HEAD+GET poweroff.efi${drawing}`);
   const file = join(scratch, 'small.efi');
   await makeFile(file, FLEET_WORKLOAD);
-  const name = `fleet-${spreadMs}`;
+  const name = `fleet-${spreadMs}${options.tui ? '-tui' : ''}`;
   const dir = await workloadDir(name, file, FLEET, 'efi');
   const home = join(scratch, `dispatch-${name}`);
   const poweroffPath = new URL('../../efi/poweroff.efi', import.meta.url).pathname;
@@ -212,7 +218,7 @@ async function fleet(spreadMs: number) {
     await floorClient.stop();
     await release(floorServer);
   });
-  const dispatch = own(await startDispatchCli({ home, port: await freePort(), args: ['--dir', dir], nodeFlags }));
+  const dispatch = own(await startDispatchCli({ home, port: await freePort(), args: ['--dir', dir], nodeFlags, ...(options.tui ? { terminal: TUI_TERMINAL } : {}) }));
   // Loaded before any baseline: its start-up is not in the figures.
   const client = await startFleetClient(nodeFlags);
   try {
@@ -325,6 +331,7 @@ try {
   if (sections.has('throughput') && !interrupted) await throughput(big!);
   if (sections.has('memory') && !interrupted) await memory(big!);
   for (const spread of FLEET_SPREADS) if (sections.has('fleet') && !interrupted) await fleet(spread);
+  for (const spread of FLEET_TUI_SPREADS) if (sections.has('fleet') && !interrupted) await fleet(spread, { tui: true });
   if (sections.has('cache') && !interrupted) await cache();
 } finally {
   await cleanup();

@@ -106,7 +106,20 @@ export interface DispatchOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** Extra node flags, e.g. --cpu-prof. */
   readonly nodeFlags?: readonly string[];
+  /**
+   * Run dispatch on a pseudo-terminal of this size (util-linux `script`), so
+   * that it draws its TUI as on a user's terminal; what it draws goes to the log.
+   */
+  readonly terminal?: { readonly columns: number; readonly rows: number };
 }
+
+/** The first child process of `pid`, or NaN. */
+function firstChildOf(pid: number): number {
+  return Number(spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).stdout.trim().split('\n')[0] || NaN);
+}
+
+/** `text` as one word for sh. */
+const shellWord = (text: string) => `'${text.replaceAll("'", `'\\''`)}'`;
 
 /**
  * The real CLI in a process of its own, bound to loopback without mDNS. Its
@@ -117,11 +130,11 @@ export async function startDispatchCli(options: DispatchOptions): Promise<Spawne
   await mkdir(options.home, { recursive: true });
   const log = join(options.home, 'dispatch.log');
   const out = openSync(log, 'w');
-  const child = spawn(
-    process.execPath,
-    [...START_FLAGS, ...(options.nodeFlags ?? []), CLI, '--bind', `127.0.0.1:${options.port}`, '--no-mdns', '--state-dir', join(options.home, 'state'), '--reports', join(options.home, 'reports'), ...options.args],
-    { stdio: ['ignore', out, out], env: { ...process.env, ...options.env }, cwd: options.home },
-  );
+  const command = [process.execPath, ...START_FLAGS, ...(options.nodeFlags ?? []), CLI, '--bind', `127.0.0.1:${options.port}`, '--no-mdns', '--state-dir', join(options.home, 'state'), '--reports', join(options.home, 'reports'), ...options.args];
+  const terminal = options.terminal;
+  // On a terminal: script's shell sets the size and becomes dispatch (exec), a child of script.
+  const [file, ...args] = terminal ? ['script', '-qfec', `stty cols ${terminal.columns} rows ${terminal.rows} && exec ${command.map(shellWord).join(' ')}`, '/dev/null'] : command;
+  const child = spawn(file!, args, { stdio: ['ignore', out, out], env: { ...process.env, ...options.env, SHELL: '/bin/sh' }, cwd: options.home });
   closeSync(out);
   const origin = `http://127.0.0.1:${options.port}`;
   const started = Date.now();
@@ -136,15 +149,28 @@ export async function startDispatchCli(options: DispatchOptions): Promise<Spawne
     }
     await delay(50);
   }
-  const memory = sampler(child.pid!);
+  const pid = terminal ? firstChildOf(child.pid!) : child.pid!;
+  if (!(pid > 0)) {
+    await terminate(child);
+    throw new Error(`dispatch's process under script was not found: ${await readFile(log, 'utf8')}`);
+  }
+  const memory = sampler(pid);
   return {
-    pid: child.pid!,
+    pid,
     origin,
     url: `${origin}/dispatch`,
     log,
     peak: () => memory.peak(),
     stop: async () => {
       memory.stop();
+      // Stopped as a user would, with a signal to dispatch itself; script ends with it.
+      if (terminal) {
+        try {
+          process.kill(pid, 'SIGTERM');
+        } catch {
+          // Already gone.
+        }
+      }
       await terminate(child);
     },
   };
@@ -206,7 +232,7 @@ http {
     await delay(50);
   }
   // The master only supervises; the worker serves. Measure the worker.
-  const worker = Number(spawnSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' }).stdout.trim().split('\n')[0]) || child.pid!;
+  const worker = firstChildOf(child.pid!) || child.pid!;
   const memory = sampler(worker);
   return {
     pid: worker,

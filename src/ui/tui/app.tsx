@@ -22,12 +22,13 @@ const SLOWEST_FRAME_MS = 500;
 
 /**
  * How long to wait between two frames when drawing one took `drawMs`: at
- * least `frameMs`, and ten times what the last frame took, so the TUI uses
- * at most about a tenth of the JavaScript thread that also answers the
- * servers. A big terminal over a busy fleet takes ink 10 to 20 ms a frame.
+ * least `frameMs`, and twenty times what ink took to draw the last frame, so
+ * that drawing (React's share and the garbage included) stays near a tenth of
+ * the JavaScript thread that also answers the servers. A 160x50 terminal over
+ * a busy fleet takes ink 10 to 20 ms a frame: 3 to 5 frames a second then.
  */
 export function framePace(frameMs: number, drawMs: number): number {
-  return Math.max(frameMs, Math.min(SLOWEST_FRAME_MS, 10 * drawMs));
+  return Math.max(frameMs, Math.min(SLOWEST_FRAME_MS, 20 * drawMs));
 }
 
 const SHOW_CURSOR = '\x1b[?25h';
@@ -143,7 +144,7 @@ function Live({ tui, frameMs }: { readonly tui: Tui; readonly frameMs: number })
   useEffect(() => {
     // Redraw when something changed, and once a second anyway for the clocks;
     // never more often than frameMs however many events arrive, nor than the
-    // pace that keeps drawing to a tenth of the thread.
+    // pace that keeps drawing to a small share of the thread.
     let drawnAt = Date.now();
     let drawn = frame.version;
     const timer = setInterval(() => {
