@@ -235,6 +235,8 @@ describe('what the TUI costs a long run', () => {
     assert.equal(framePace(100, 10), 200);
     assert.equal(framePace(100, 15), 300);
     assert.equal(framePace(100, 400), 500, 'never slower than 2 frames a second');
+    assert.equal(framePace(100, 2, 0.5), 100);
+    assert.equal(framePace(100, 2, 0.9), 500, 'the event loop busy answering servers: 2 frames a second');
   });
 });
 
@@ -344,7 +346,7 @@ describe('the live TUI', () => {
     assert.deepEqual(await loadedWith({ NODE_ENV: 'development' }), { react: 'development', reconciler: 'development', NODE_ENV: 'development', CI: null });
   });
 
-  test('an event storm over 5,000 jobs is drawn at most about 10 times a second', async (t) => {
+  test('an event storm over 5,000 jobs is drawn at most about 10 times a second, and still drawn', async (t) => {
     const { execFile } = await import('node:child_process');
     const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => key !== 'CI' && key !== 'CONTINUOUS_INTEGRATION'));
     const stdout = await new Promise<string>((resolve, reject) =>
@@ -352,8 +354,8 @@ describe('the live TUI', () => {
     );
     const { drawn, last } = JSON.parse(stdout) as { drawn: number; last: string };
     t.diagnostic(`${drawn} frames in 2 s of progress from 200 transfers`);
-    // Frames slow down to 2 a second when drawing is slow (framePace): a slow machine still draws 3 in 2 s.
-    assert.ok(drawn >= 3, `only ${drawn} frames in 2 s: the screen did not follow`);
+    // The storm keeps the event loop busy, so frames slow down to 2 a second (framePace); they still come.
+    assert.ok(drawn >= 2, `only ${drawn} frames in 2 s: the screen did not follow`);
     assert.ok(drawn <= 24, `${drawn} frames in 2 s`);
     assert.match(last, /4800 unassigned {2}200 downloading/);
     assert.match(last, /… \d+ more not shown \(4800 waiting\)/);

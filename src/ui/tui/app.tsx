@@ -20,14 +20,21 @@ export interface TuiOptions {
 /** Frames never come further apart than this, however slow drawing is: the screen still follows. */
 const SLOWEST_FRAME_MS = 500;
 
+/** The event loop busier than this (share of the time it ran code) is a server-side rush: frames wait. */
+const BUSY_LOOP = 0.75;
+
 /**
- * How long to wait between two frames when drawing one took `drawMs`: at
- * least `frameMs`, and twenty times what ink took to draw the last frame, so
- * that drawing (React's share and the garbage included) stays near a tenth of
- * the JavaScript thread that also answers the servers. A 160x50 terminal over
- * a busy fleet takes ink 10 to 20 ms a frame: 3 to 5 frames a second then.
+ * How long to wait between two frames when drawing one took `drawMs` and the
+ * event loop was busy for `loopBusy` (0 to 1) of the time since the last one:
+ * at least `frameMs`, and twenty times what ink took to draw the last frame,
+ * so that drawing (React's share and the garbage included) stays a small
+ * share of the JavaScript thread that also answers the servers. A 160x50
+ * terminal over a busy fleet takes ink 10 to 20 ms a frame: 3 to 5 frames a
+ * second then. While the loop is nearly always busy (a thousand servers
+ * booting), 2 frames a second: the servers come first.
  */
-export function framePace(frameMs: number, drawMs: number): number {
+export function framePace(frameMs: number, drawMs: number, loopBusy = 0): number {
+  if (loopBusy > BUSY_LOOP) return Math.max(frameMs, SLOWEST_FRAME_MS);
   return Math.max(frameMs, Math.min(SLOWEST_FRAME_MS, 20 * drawMs));
 }
 
@@ -93,9 +100,9 @@ export class Tui {
     this.#options.stdout.write(SHOW_CURSOR);
   }
 
-  /** @internal for the component: the time to leave before the next frame. */
-  pace(frameMs: number): number {
-    return framePace(frameMs, this.#drawMs);
+  /** @internal for the component: the time to leave before the next frame, the loop busy for `loopBusy` of the time since the last. */
+  pace(frameMs: number, loopBusy: number): number {
+    return framePace(frameMs, this.#drawMs, loopBusy);
   }
 
   /** @internal for the component */
@@ -147,9 +154,11 @@ function Live({ tui, frameMs }: { readonly tui: Tui; readonly frameMs: number })
     // pace that keeps drawing to a small share of the thread.
     let drawnAt = Date.now();
     let drawn = frame.version;
+    let loopAt = performance.eventLoopUtilization();
     const timer = setInterval(() => {
       const since = Date.now() - drawnAt;
-      if (since < tui.pace(frameMs) - frameMs / 2) return;
+      if (since < tui.pace(frameMs, performance.eventLoopUtilization(loopAt).utilization) - frameMs / 2) return;
+      loopAt = performance.eventLoopUtilization();
       const next = tui.frame();
       const loading = next.serving === undefined;
       if (next.version === drawn && !loading && since < 1000) return;
