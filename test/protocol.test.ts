@@ -506,6 +506,35 @@ describe('PUT: beacon report', () => {
     assert.deepEqual(await reportFiles(lab), []);
   });
 
+  test('an expectation other than 100-continue is 417, and the client still sending its body reads that answer', async (t) => {
+    const lab = await startLab(t, { workloads: THREE });
+    const server = await bootToRunning(lab, 0);
+    const huge = Buffer.from(`{"title":"huge","body":"${'x'.repeat(20_000_000)}"}`);
+    const url = new URL(lab.url);
+    // Node hands such a request to dispatch before any route (checkExpectation);
+    // the 417 comes while the client still sends, and the connection closes
+    // after it: the client must read the answer, not meet a reset.
+    for (let i = 0; i < 3; i += 1) {
+      const seen = await new Promise<{ status: number | undefined; errors: string[] }>((resolve) => {
+        const errors: string[] = [];
+        let status: number | undefined;
+        const req = http.request({ host: url.hostname, port: url.port, path: url.pathname, method: 'PUT', localAddress: server.ip, agent: false, headers: { 'Content-Length': String(huge.byteLength), Expect: 'tea' } });
+        req.on('response', (res) => {
+          status = res.statusCode;
+          res.resume();
+        });
+        req.on('error', (err) => errors.push(err.message));
+        req.on('socket', (socket) => {
+          socket.on('error', (err) => errors.push(`socket: ${err.message}`));
+          socket.on('close', () => resolve({ status, errors }));
+        });
+        req.end(huge);
+      });
+      assert.deepEqual(seen, { status: 417, errors: [] });
+    }
+    assert.deepEqual(await reportFiles(lab), []);
+  });
+
   test('a report over the limit announced with Expect: 100-continue is refused before its body is sent', async (t) => {
     const lab = await startLab(t, { workloads: THREE, maxReportBytes: 1024 });
     const server = await bootToRunning(lab, 0);

@@ -109,16 +109,7 @@ export async function bind(app: Hono<Env>, options: BindOptions): Promise<Bound>
     res.once('finish', () => {
       // Stopping: the connection ends with this answer instead of idling in keep-alive.
       if (closing) socket.end();
-      // An answer given before the request's body was all in (413, 417) on a
-      // connection that closes after it: Node closes the socket as soon as the
-      // answer is sent, and the client, still sending, gets a reset that may
-      // wipe the answer before it reads it. Close gently instead: keep reading
-      // (and dropping) what still comes for a moment, as for refusals made
-      // before any route runs.
-      if (!req.complete && socket.listeners('finish').includes(socket.destroy)) {
-        socket.removeListener('finish', socket.destroy);
-        socket.once('finish', () => linger(socket));
-      }
+      closeGently(req, socket);
     });
     res.once('close', () => state?.answers.delete(res));
     current = req;
@@ -214,6 +205,8 @@ export async function bind(app: Hono<Env>, options: BindOptions): Promise<Bound>
     const peer = peerOf(req.socket);
     rejected(peer, `${peer} ${req.method} refused (417): unsupported Expect: ${loggableTarget(String(req.headers.expect))}`);
     const body = 'only Expect: 100-continue is understood\n';
+    // Answered before the body: the client may still be sending it.
+    res.once('finish', () => closeGently(req, req.socket));
     res.writeHead(417, { 'Content-Type': 'text/plain; charset=UTF-8', 'Content-Length': String(Buffer.byteLength(body)), Connection: 'close' });
     res.end(body);
   });
@@ -318,6 +311,21 @@ function answerAndClose(socket: Socket, status: number, reason: string, headers:
   }
   socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
   linger(socket);
+}
+
+/**
+ * Call once an answer has left (its response's 'finish'). An answer given
+ * before the request's body was all in (413, 417) on a connection that closes
+ * after it: Node closes the socket as soon as the answer is sent, and the
+ * client, still sending, gets a reset that may wipe the answer before it reads
+ * it. Close gently instead: keep reading (and dropping) what still comes for a
+ * moment, as for refusals made before any route runs.
+ */
+function closeGently(req: IncomingMessage, socket: Socket): void {
+  if (!req.complete && socket.listeners('finish').includes(socket.destroy)) {
+    socket.removeListener('finish', socket.destroy);
+    socket.once('finish', () => linger(socket));
+  }
 }
 
 /**
