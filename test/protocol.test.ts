@@ -27,6 +27,31 @@ async function reportFiles(lab: Lab): Promise<string[]> {
   return (await readdir(lab.reports)).filter((name) => name.endsWith('.md')).sort();
 }
 
+/**
+ * A 20 MB report PUT from `ip` on a connection of its own, written whole
+ * while dispatch may already be answering: the status it read, and any error
+ * its request or socket met (a reset would show here).
+ */
+function hugePut(url: string, ip: string, headers: Readonly<Record<string, string>>): Promise<{ status: number | undefined; errors: string[] }> {
+  const huge = Buffer.from(`{"title":"huge","body":"${'x'.repeat(20_000_000)}"}`);
+  const target = new URL(url);
+  return new Promise((resolve) => {
+    const errors: string[] = [];
+    let status: number | undefined;
+    const req = http.request({ host: target.hostname, port: target.port, path: target.pathname, method: 'PUT', localAddress: ip, agent: false, headers: { 'Content-Length': String(huge.byteLength), ...headers } });
+    req.on('response', (res) => {
+      status = res.statusCode;
+      res.resume();
+    });
+    req.on('error', (err) => errors.push(err.message));
+    req.on('socket', (socket) => {
+      socket.on('error', (err) => errors.push(`socket: ${err.message}`));
+      socket.on('close', () => resolve({ status, errors }));
+    });
+    req.end(huge);
+  });
+}
+
 describe('HEAD: the firmware asks what it will boot', () => {
   test('HEAD answers 200 with the workload length, its bare type, Accept-Ranges and no body', async (t) => {
     const lab = await startLab(t, { workloads: THREE });
@@ -480,58 +505,20 @@ describe('PUT: beacon report', () => {
   test('a report over the limit with a Content-Length is 413, and the client still sending it reads that answer', async (t) => {
     const lab = await startLab(t, { workloads: THREE, maxReportBytes: 1024 });
     const server = await bootToRunning(lab, 0);
-    const huge = Buffer.from(`{"title":"huge","body":"${'x'.repeat(20_000_000)}"}`);
-    const url = new URL(lab.url);
     // The 413 comes while the client still sends, and the connection closes
     // after it (no keep-alive agent): the client must read the answer, and
     // its writes under way must not be met with a reset.
-    for (let i = 0; i < 3; i += 1) {
-      const seen = await new Promise<{ status: number | undefined; errors: string[] }>((resolve) => {
-        const errors: string[] = [];
-        let status: number | undefined;
-        const req = http.request({ host: url.hostname, port: url.port, path: url.pathname, method: 'PUT', localAddress: server.ip, agent: false, headers: { 'Content-Length': String(huge.byteLength) } });
-        req.on('response', (res) => {
-          status = res.statusCode;
-          res.resume();
-        });
-        req.on('error', (err) => errors.push(err.message));
-        req.on('socket', (socket) => {
-          socket.on('error', (err) => errors.push(`socket: ${err.message}`));
-          socket.on('close', () => resolve({ status, errors }));
-        });
-        req.end(huge);
-      });
-      assert.deepEqual(seen, { status: 413, errors: [] });
-    }
+    for (let i = 0; i < 3; i += 1) assert.deepEqual(await hugePut(lab.url, server.ip, {}), { status: 413, errors: [] });
     assert.deepEqual(await reportFiles(lab), []);
   });
 
   test('an expectation other than 100-continue is 417, and the client still sending its body reads that answer', async (t) => {
     const lab = await startLab(t, { workloads: THREE });
     const server = await bootToRunning(lab, 0);
-    const huge = Buffer.from(`{"title":"huge","body":"${'x'.repeat(20_000_000)}"}`);
-    const url = new URL(lab.url);
     // Node hands such a request to dispatch before any route (checkExpectation);
     // the 417 comes while the client still sends, and the connection closes
     // after it: the client must read the answer, not meet a reset.
-    for (let i = 0; i < 3; i += 1) {
-      const seen = await new Promise<{ status: number | undefined; errors: string[] }>((resolve) => {
-        const errors: string[] = [];
-        let status: number | undefined;
-        const req = http.request({ host: url.hostname, port: url.port, path: url.pathname, method: 'PUT', localAddress: server.ip, agent: false, headers: { 'Content-Length': String(huge.byteLength), Expect: 'tea' } });
-        req.on('response', (res) => {
-          status = res.statusCode;
-          res.resume();
-        });
-        req.on('error', (err) => errors.push(err.message));
-        req.on('socket', (socket) => {
-          socket.on('error', (err) => errors.push(`socket: ${err.message}`));
-          socket.on('close', () => resolve({ status, errors }));
-        });
-        req.end(huge);
-      });
-      assert.deepEqual(seen, { status: 417, errors: [] });
-    }
+    for (let i = 0; i < 3; i += 1) assert.deepEqual(await hugePut(lab.url, server.ip, { Expect: 'tea' }), { status: 417, errors: [] });
     assert.deepEqual(await reportFiles(lab), []);
   });
 
