@@ -33,6 +33,15 @@ export interface LabSnapshot {
   readonly poweroffs: number;
 }
 
+/** What changed in a model since the last `takeChanges()`: enough for another model to follow it. */
+export interface LabChanges {
+  /** The changed rows as they are now, each once. */
+  readonly rows: readonly JobRow[];
+  /** Log lines added, oldest first. */
+  readonly messages: readonly string[];
+  readonly poweroffs: number;
+}
+
 export const STATES: readonly JobState[] = ['unassigned', 'assigned', 'downloading', 'booting', 'reported', 'finished', 'failed'];
 
 const MAX_MESSAGES = 50;
@@ -51,6 +60,10 @@ export class LabModel {
   /** Last progress sample per job, for the rate. */
   readonly #samples = new Map<number, { at: number; bytes: number }>();
   #poweroffs = 0;
+  /** Rows and lines since the last `takeChanges()`, and how many of `#finals` it gave. */
+  readonly #changedRows = new Set<number>();
+  #finalsTaken = 0;
+  #newMessages: string[] = [];
   version = 0;
 
   constructor(jobs: readonly JobView[] = []) {
@@ -97,9 +110,31 @@ export class LabModel {
 
   /** A log line from a subsystem. */
   message(at: number, subsystem: string, text: string): void {
-    this.#messages.push(`${iso(at).slice(11, 19)} ${subsystem}: ${text}`);
-    if (this.#messages.length > MAX_MESSAGES) this.#messages.shift();
-    this.version += 1;
+    this.#addMessage(`${iso(at).slice(11, 19)} ${subsystem}: ${text}`);
+  }
+
+  /** What changed since the last call, or undefined when nothing did. */
+  takeChanges(): LabChanges | undefined {
+    if (this.#changedRows.size === 0 && this.#newMessages.length === 0) return undefined;
+    // Rows that ended first, in the order they ended: the follower's list of ended jobs keeps this one's order.
+    const ended = this.#finals.slice(this.#finalsTaken).map((row) => row.id);
+    this.#finalsTaken = this.#finals.length;
+    for (const id of ended) this.#changedRows.delete(id);
+    const rows = [...ended, ...this.#changedRows].map((id) => this.#rows[id]!);
+    const changes = { rows, messages: this.#newMessages, poweroffs: this.#poweroffs };
+    this.#changedRows.clear();
+    this.#newMessages = [];
+    return changes;
+  }
+
+  /** Follow another model: apply what its `takeChanges()` gave, in order. */
+  merge(changes: LabChanges): void {
+    for (const row of changes.rows) this.#put(row);
+    for (const line of changes.messages) this.#addMessage(line);
+    if (changes.poweroffs !== this.#poweroffs) {
+      this.#poweroffs = changes.poweroffs;
+      this.version += 1;
+    }
   }
 
   snapshot(): LabSnapshot {
@@ -108,8 +143,17 @@ export class LabModel {
     return { rows: [...this.#rows], counts, finals: [...this.#finals], messages: [...this.#messages], poweroffs: this.#poweroffs };
   }
 
+  #addMessage(line: string): void {
+    this.#messages.push(line);
+    if (this.#messages.length > MAX_MESSAGES) this.#messages.shift();
+    this.#newMessages.push(line);
+    if (this.#newMessages.length > MAX_MESSAGES) this.#newMessages.shift();
+    this.version += 1;
+  }
+
   #put(row: JobRow): void {
     this.#rows[row.id] = row;
+    this.#changedRows.add(row.id);
     this.version += 1;
     if (this.#ended.has(row.id) || !isOver(row)) return;
     this.#ended.add(row.id);
