@@ -5,7 +5,8 @@ import { render } from 'ink-testing-library';
 import { SimulatedClock } from 'xstate';
 import { Completion, Queue, type QueueEvent, type Verdict } from '../src/jobs/index.ts';
 import { batched, eventRecord, formatEvent, LabModel, liveRows, summaryTable } from '../src/ui/index.ts';
-import { framePace } from '../src/ui/tui/app.tsx';
+import { drawingEnv, Tui } from '../src/ui/tui/app.ts';
+import { busyBetween, framePace } from '../src/ui/tui/pace.ts';
 import { rowParts, Screen, type Serving } from '../src/ui/tui/screen.tsx';
 import type { JobRow } from '../src/ui/model.ts';
 import { fakeWorkload } from './support/workloads.ts';
@@ -86,6 +87,40 @@ describe('the model folds queue events', () => {
       'b.efi failed https://github.com/acme/lab/issues/8',
     ]);
     assert.deepEqual({ ...snapshot.counts }, { unassigned: 0, assigned: 1, downloading: 0, booting: 0, reported: 0, finished: 1, failed: 1 });
+  });
+
+  test("a model in another thread follows this one from what changed alone, the order jobs ended in included", () => {
+    const { clock, queue, model, startDownload, run } = lab(['a.efi', 'b.efi', 'c.efi', 'd.efi']);
+    const follower = new LabModel();
+    // What crosses to the drawing thread is a structured clone.
+    const follow = () => {
+      const changes = model.takeChanges();
+      if (changes) follower.merge(structuredClone(changes));
+      assert.deepEqual(follower.snapshot(), model.snapshot());
+      assert.equal(model.takeChanges(), undefined, 'nothing new since');
+    };
+    follow();
+    // a.efi starts first but ends after b.efi, in the same batch.
+    const a = startDownload('10.0.0.2');
+    run('10.0.0.3', 'https://github.com/acme/lab/issues/7');
+    clock.increment(1_000);
+    a.transfer.progress(4096);
+    a.transfer.end(true);
+    queue.boot('10.0.0.2');
+    queue.reportAccepted(a.id, 'ok');
+    queue.reportFiled(a.id, 'https://github.com/acme/lab/issues/8');
+    follow();
+    assert.deepEqual(follower.snapshot().finals.map((row) => row.name), ['b.efi', 'a.efi']);
+    // More log lines than the model keeps, and poweroff.efi fetched.
+    for (let i = 0; i < 70; i++) model.message(clock.now(), 'test', `line ${i}`);
+    startDownload('10.0.0.4').transfer.progress(1024);
+    follow();
+    assert.equal(follower.snapshot().messages.at(-1)?.endsWith('test: line 69'), true);
+    run('10.0.0.5', 'https://github.com/acme/lab/issues/9');
+    queue.claim('10.0.0.3', 'HEAD');
+    queue.claim('10.0.0.3', 'GET');
+    follow();
+    assert.equal(follower.snapshot().poweroffs, 1);
   });
 
   test('the live table puts downloads first, waiting jobs last, and says how many did not fit', () => {
@@ -238,6 +273,11 @@ describe('what the TUI costs a long run', () => {
     assert.equal(framePace(100, 2, 0.5), 100);
     assert.equal(framePace(100, 2, 0.9), 500, 'the event loop busy answering servers: 2 frames a second');
   });
+
+  test("the main thread's business is measured between two of its event-loop samples", () => {
+    assert.equal(busyBetween({ idle: 100, active: 50 }, { idle: 120, active: 110 }), 0.75);
+    assert.equal(busyBetween({ idle: 100, active: 50 }, { idle: 100, active: 50 }), 0, 'no time passed');
+  });
 });
 
 describe('rule 8: done when every job is final, filed, and its server powered off', () => {
@@ -328,22 +368,98 @@ describe('rule 8: done when every job is final, filed, and its server powered of
 });
 
 describe('the live TUI', () => {
+  type Loaded = { drawn: boolean; drawers: Record<string, string | null>[]; main: Record<string, string | null> };
   /** What test/support/tui-load.ts says in a process with `env`. */
-  async function loadedWith(env: Readonly<Record<string, string>>): Promise<Record<string, string | null>> {
+  async function loadedWith(env: Readonly<Record<string, string>>): Promise<Loaded> {
     const { execFile } = await import('node:child_process');
     const base = Object.fromEntries(Object.entries(process.env).filter(([key]) => key !== 'CI' && key !== 'CONTINUOUS_INTEGRATION' && key !== 'NODE_ENV'));
     const stdout = await new Promise<string>((resolve, reject) =>
       execFile(process.execPath, ['--import', 'tsx', 'test/support/tui-load.ts'], { cwd: new URL('..', import.meta.url), env: { ...base, ...env }, timeout: 60_000 }, (err, out) => (err ? reject(err) : resolve(out))),
     );
-    return JSON.parse(stdout) as Record<string, string | null>;
+    return JSON.parse(stdout) as Loaded;
   }
 
-  test("React's production builds, and the environment given back as it was", async () => {
-    assert.deepEqual(await loadedWith({ CI: 'true' }), { react: 'production', reconciler: 'production', NODE_ENV: null, CI: 'true' });
+  test("React draws in a thread of its own, in its production builds, live under CI; dispatch's thread and environment are untouched", async () => {
+    assert.deepEqual(await loadedWith({ CI: 'true' }), {
+      drawn: true,
+      drawers: [{ react: 'production', reconciler: 'production', NODE_ENV: 'production', CI: null }],
+      main: { react: null, reconciler: null, NODE_ENV: null, CI: 'true' },
+    });
   });
 
   test('a NODE_ENV the user set stands', async () => {
-    assert.deepEqual(await loadedWith({ NODE_ENV: 'development' }), { react: 'development', reconciler: 'development', NODE_ENV: 'development', CI: null });
+    assert.deepEqual(await loadedWith({ NODE_ENV: 'development' }), {
+      drawn: true,
+      drawers: [{ react: 'development', reconciler: 'development', NODE_ENV: 'development', CI: null }],
+      main: { react: null, reconciler: null, NODE_ENV: 'development', CI: null },
+    });
+  });
+
+  test('the drawing thread failing loses nothing: the cursor comes back and the log goes on as plain lines, queue events too', async () => {
+    const { execFile } = await import('node:child_process');
+    const stdout = await new Promise<string>((resolve, reject) =>
+      execFile(process.execPath, ['--import', 'tsx', 'test/support/tui-broken.ts'], { cwd: new URL('..', import.meta.url), timeout: 60_000 }, (err, out) => (err ? reject(err) : resolve(out))),
+    );
+    const { thrown, after } = JSON.parse(stdout) as { thrown: string[]; after: string };
+    assert.deepEqual(thrown, ['thrown'], 'thrown in exactly one thread: the drawing one');
+    const lines = after.trim().split('\n');
+    assert.match(lines[0]!, /^\S+ {2}dispatch {2}the TUI stopped \(drawing broke, on purpose\); the log follows as plain lines$/);
+    assert.match(lines[1]!, /^\S+ {2}test {2}a log line after the break$/);
+    assert.match(lines[2]!, /^\S+ {2}memtest\.efi {2}10\.0\.0\.2 {2}assigned to 10\.0\.0\.2 \(HEAD\)$/);
+    assert.equal(lines.length, 3);
+  });
+
+  test('unmounting leaves the last word on screen, then the cursor, and nothing after', async () => {
+    const { EventEmitter } = await import('node:events');
+    const { PassThrough } = await import('node:stream');
+    const writes: string[] = [];
+    const stdout = Object.assign(new EventEmitter(), { columns: 80, rows: 24, isTTY: true, write: (chunk: string) => (writes.push(chunk), true) });
+    const stdin = Object.assign(new PassThrough(), { isTTY: false });
+    const tui = new Tui({ stdout: stdout as unknown as NodeJS.WriteStream, stdin: stdin as unknown as NodeJS.ReadStream, clock: { now: () => START }, loading: 'loading the lab', onQuit: () => undefined });
+    for (let i = 0; i < 300 && writes.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 100));
+    tui.status('q: stopping… (again to quit at once)');
+    tui.unmount();
+    const text = stripVTControlCharacters(writes.join(''));
+    assert.match(text, /q: stopping… \(again to quit at once\)\n$/);
+    assert.equal(writes.at(-1), '\x1b[?25h');
+    const count = writes.length;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(writes.length, count);
+  });
+
+  test('q, Q and Ctrl-C quit; other keys, function keys among them, do not; the keyboard is given back on unmount', async () => {
+    const { EventEmitter } = await import('node:events');
+    const { PassThrough } = await import('node:stream');
+    const raw: boolean[] = [];
+    const stdin = Object.assign(new PassThrough(), { isTTY: true, isRaw: false, setRawMode: (mode: boolean) => (raw.push(mode), (stdin.isRaw = mode), stdin) });
+    const stdout = Object.assign(new EventEmitter(), { columns: 80, rows: 24, isTTY: true, write: () => true });
+    let quits = 0;
+    const tui = new Tui({ stdout: stdout as unknown as NodeJS.WriteStream, stdin: stdin as unknown as NodeJS.ReadStream, clock: { now: () => START }, loading: 'keys', onQuit: () => (quits += 1) });
+    const press = async (keys: string) => {
+      stdin.write(keys);
+      await new Promise((resolve) => setImmediate(resolve));
+    };
+    try {
+      assert.deepEqual(raw, [true]);
+      await press('x');
+      await press('\x1bOQ'); // F2: ESC O Q
+      await press('\x1b[1;5Q'); // Ctrl-F2
+      assert.equal(quits, 0);
+      await press('q');
+      await press('Q');
+      await press('\x03');
+      assert.equal(quits, 3);
+    } finally {
+      tui.unmount();
+    }
+    assert.deepEqual(raw, [true, false]);
+    await press('q');
+    assert.equal(quits, 3);
+  });
+
+  test('the drawing environment: CI unset so ink draws live, React in production unless NODE_ENV says', () => {
+    assert.deepEqual(drawingEnv({ CI: 'true', CONTINUOUS_INTEGRATION: '1', PATH: '/bin' }), { PATH: '/bin', NODE_ENV: 'production' });
+    assert.deepEqual(drawingEnv({ NODE_ENV: 'test' }), { NODE_ENV: 'test' });
   });
 
   test('an event storm over 5,000 jobs is drawn at most about 10 times a second, and still drawn', async (t) => {

@@ -6,8 +6,7 @@ import type { Log } from '../log.ts';
 import { ReportError } from '../report/index.ts';
 import { SourceError } from '../source/index.ts';
 import { batched, jsonLog, logQueue, plainLog, summaryRow, summaryTable } from '../ui/index.ts';
-import type { Tui } from '../ui/tui/app.tsx';
-import { loadTui } from '../ui/tui/load.ts';
+import { Tui } from '../ui/tui/app.ts';
 import { InfoExit, parseCommandLine, UsageError, type Config, type UiConfig } from './options.ts';
 import { startDispatch } from './start.ts';
 import { vmMain } from './vm.ts';
@@ -38,8 +37,7 @@ async function main(argv: readonly string[]): Promise<number> {
   let quit: (why: string) => void = () => process.exit(130);
   let log: Log;
   if (mode === 'tui') {
-    // Loaded only here: plain and JSON runs never pay for ink and its layout engine.
-    const { Tui } = await loadTui();
+    // ink and its layout engine load in the TUI's drawing thread: plain and JSON runs never pay for them.
     screen = new Tui({ stdout: process.stdout, stdin: process.stdin, clock: systemClock, loading: `loading workloads from ${describeSource(config)}`, onQuit: () => quit('q') });
     log = screen.log;
   } else {

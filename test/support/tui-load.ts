@@ -1,17 +1,37 @@
 /**
- * Load the TUI as dispatch does and print, as JSON, which React builds came
- * with it and what the environment says afterwards. Run by test/ui.test.tsx
- * in a process of its own: React picks its build once per process.
+ * Start the TUI as dispatch does, let it draw, and print as JSON which
+ * React builds ran in its drawing thread and in this one, what the drawing
+ * thread's environment says, and what this one's says. Run by
+ * test/ui.test.tsx in a process of its own (React picks its build once per
+ * thread). The drawing thread is asked through the inspector
+ * (test/support/threads.ts).
  */
+import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
-import { loadTui } from '../../src/ui/tui/load.ts';
+import { PassThrough } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
+import { Tui } from '../../src/ui/tui/app.ts';
+import { REACT_BUILDS_SOURCE, reactBuilds } from './react-cache.ts';
+import { inDrawingThread, workerThreads } from './threads.ts';
 
-await loadTui();
-// Both builds are in the cache (Node reads each file a CommonJS module may re-export to find its names); only one ran.
-const cache = createRequire(import.meta.url).cache;
-const ran = Object.keys(cache).filter((path) => cache[path]?.loaded === true);
-const build = (name: string) => {
-  const builds = ran.flatMap((path) => new RegExp(`/${name}\\.(production|development)\\.js$`).exec(path)?.[1] ?? []);
-  return builds.length === 1 ? builds[0] : builds.join('+') || null;
-};
-process.stdout.write(`${JSON.stringify({ react: build('react'), reconciler: build('react-reconciler'), NODE_ENV: process.env.NODE_ENV ?? null, CI: process.env.CI ?? null })}\n`);
+const LOADING = 'loading the lab';
+
+const threads = await workerThreads();
+
+const writes: string[] = [];
+const stdout = Object.assign(new EventEmitter(), { columns: 100, rows: 30, isTTY: true, write: (chunk: string) => (writes.push(chunk), true) });
+const stdin = Object.assign(new PassThrough(), { isTTY: false });
+const tui = new Tui({ stdout: stdout as unknown as NodeJS.WriteStream, stdin: stdin as unknown as NodeJS.ReadStream, clock: { now: () => Date.now() }, loading: LOADING, onQuit: () => undefined });
+for (let i = 0; i < 300 && !writes.some((chunk) => chunk.includes(LOADING)); i++) await delay(100);
+
+const probe = inDrawingThread(LOADING, `JSON.stringify({ ...(${REACT_BUILDS_SOURCE})(require.cache), NODE_ENV: process.env.NODE_ENV ?? null, CI: process.env.CI ?? null })`);
+const found = (await threads.evaluate(probe)).filter((value): value is string => typeof value === 'string');
+tui.unmount();
+process.stdout.write(
+  `${JSON.stringify({
+    drawn: writes.some((chunk) => chunk.includes(LOADING)),
+    drawers: found.map((text) => JSON.parse(text) as unknown),
+    main: { ...reactBuilds(createRequire(import.meta.url).cache), NODE_ENV: process.env.NODE_ENV ?? null, CI: process.env.CI ?? null },
+  })}\n`,
+);
+process.exit(0);

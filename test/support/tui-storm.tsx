@@ -9,7 +9,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { EventEmitter } from 'node:events';
 import { PassThrough } from 'node:stream';
 import { Queue, systemClock } from '../../src/jobs/index.ts';
-import { Tui } from '../../src/ui/tui/app.tsx';
+import { Tui } from '../../src/ui/tui/app.ts';
 import type { Serving } from '../../src/ui/tui/screen.tsx';
 import { fakeWorkload } from './workloads.ts';
 
@@ -33,6 +33,8 @@ const transfers = Array.from({ length: 200 }, (_, i) => {
   return queue.beginTransfer(claim.id, ip, { reachesEnd: true });
 });
 const frames = () => writes.filter((chunk) => chunk.includes('servers boot from')).length;
+// The drawing thread loads ink first; the storm starts once the table is on screen.
+for (let i = 0; i < 300 && frames() === 0; i++) await delay(100);
 await delay(300);
 const before = frames();
 // Two seconds of every transfer moving on every millisecond or so.

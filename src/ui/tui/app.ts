@@ -1,0 +1,250 @@
+import { emitKeypressEvents } from 'node:readline';
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import type { Clock, Queue } from '../../jobs/index.ts';
+import type { Log } from '../../log.ts';
+import { logQueue, plainLog } from '../log.ts';
+import { LabModel, type LabChanges } from '../model.ts';
+import type { Serving } from './screen.tsx';
+
+export interface TuiOptions {
+  readonly stdout: NodeJS.WriteStream;
+  readonly stdin: NodeJS.ReadStream;
+  readonly clock: Pick<Clock, 'now'>;
+  /** What is loading, until `serving()` is called. */
+  readonly loading: string;
+  /** `q` or Ctrl-C. */
+  readonly onQuit: () => void;
+  /** Shortest time between two frames (default 100 ms: at most 10 a second). */
+  readonly frameMs?: number;
+  /** The environment to draw in (default: this process's). */
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+/** An event loop's running totals, as `performance.eventLoopUtilization()` gives them (ms). */
+export interface EventLoopSample {
+  readonly idle: number;
+  readonly active: number;
+}
+
+/** What the drawing thread starts with. */
+export interface DrawerData {
+  readonly output: MessagePort;
+  /** An Int32Array's memory: its first element turns 1 once the drawing thread has unmounted and sent its last output. */
+  readonly done: SharedArrayBuffer;
+  readonly size: { readonly columns: number; readonly rows: number; readonly isTTY: boolean };
+  readonly loading: string;
+  readonly frameMs: number;
+  readonly now: number;
+}
+
+/** What the main thread tells the drawing thread. */
+export type ToDrawer =
+  | {
+      readonly kind: 'tick';
+      /** Moves whenever there is something new to draw. */
+      readonly version: number;
+      readonly now: number;
+      readonly changes: LabChanges | undefined;
+      readonly serving: Serving | undefined;
+      readonly status: string | undefined;
+      /** The main thread's event loop: frames wait while it is busy. */
+      readonly loop: EventLoopSample;
+    }
+  | { readonly kind: 'resize'; readonly columns: number; readonly rows: number }
+  | { readonly kind: 'unmount' };
+
+/** How long unmounting waits for the drawing thread's last frame (it may still be loading ink). */
+const UNMOUNT_WAIT_MS = 5_000;
+
+const SHOW_CURSOR = '\x1b[?25h';
+
+/** Start the drawing thread: worker.js next to the built app.js. */
+function startDrawer(data: DrawerData, env: NodeJS.ProcessEnv): Worker {
+  const options = { workerData: data, transferList: [data.output], env };
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./worker.js', import.meta.url), options);
+  // Run from the TypeScript source (the tests, through tsx): Node 22 and later
+  // give a worker the parent's `--import tsx`, Node 20 does not, so the
+  // worker loads its module through tsx's API.
+  const source = JSON.stringify(new URL('./worker.tsx', import.meta.url).href);
+  const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'));
+  return new Worker(`import(${tsx}).then((tsx) => tsx.tsImport(${source}, ${source}))`, { ...options, eval: true });
+}
+
+/**
+ * What the drawing thread's environment is: this one, but ink draws live
+ * (it draws only the last frame when CI or CONTINUOUS_INTEGRATION is set:
+ * nobody watches; the TUI runs only on a terminal or when asked for, which
+ * is somebody watching), and React runs its production builds unless the
+ * user set NODE_ENV (the development builds check every render and keep
+ * timing marks for a profiler: 7.0-7.8 s of CPU for a 1,000-server fleet
+ * with the TUI on, against 6.4-6.6 s).
+ */
+export function drawingEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const { CI: _ci, CONTINUOUS_INTEGRATION: _continuous, ...rest } = env;
+  return { ...rest, NODE_ENV: env.NODE_ENV ?? 'production' };
+}
+
+/**
+ * The ink TUI. It shows what queue events and log lines said (through
+ * LabModel) and owns nothing else: quitting is the caller's business.
+ * ink and React draw in a worker thread of their own (worker.tsx): this
+ * thread answers the servers, and drawing a frame there made garbage enough
+ * to delay its answers in a rush. Here stay the model (events arrive here),
+ * the keyboard, and the writes to the terminal.
+ */
+export class Tui {
+  readonly #options: TuiOptions;
+  readonly #model = new LabModel();
+  readonly #worker: Worker;
+  readonly #output: MessagePort;
+  readonly #done = new Int32Array(new SharedArrayBuffer(4));
+  readonly #ticker: NodeJS.Timeout;
+  #serving: Serving | undefined;
+  #queue: Queue | undefined;
+  #status: string | undefined;
+  #version = 0;
+  #sentVersion = -1;
+  #sentAt = 0;
+  #unmounted = false;
+  /** The drawing thread failed: the terminal is given back and the run goes on without a screen. */
+  #broken = false;
+  /** Where log lines go once drawing failed. */
+  readonly #plain: Log;
+  /** A crash must not leave the cursor hidden: ink shows it only when it unmounts. */
+  readonly #restore = () => {
+    if (!this.#unmounted) this.#options.stdout.write(SHOW_CURSOR);
+  };
+  readonly #onResize = () => this.#post({ kind: 'resize', columns: this.#options.stdout.columns || 80, rows: this.#options.stdout.rows || 24 });
+  readonly #onKey = (_text: string | undefined, key: { name?: string; ctrl?: boolean; meta?: boolean } | undefined) => {
+    if (!key || key.meta) return;
+    if (key.name === 'q' || (key.ctrl && key.name === 'c')) this.#options.onQuit();
+  };
+
+  constructor(options: TuiOptions) {
+    this.#options = options;
+    this.#plain = plainLog((line) => options.stdout.write(`${line}\n`), options.clock);
+    const frameMs = options.frameMs ?? 100;
+    const { port1, port2 } = new MessageChannel();
+    this.#output = port1;
+    const data: DrawerData = {
+      output: port2,
+      done: this.#done.buffer as SharedArrayBuffer,
+      size: { columns: options.stdout.columns || 80, rows: options.stdout.rows || 24, isTTY: options.stdout.isTTY === true },
+      loading: options.loading,
+      frameMs,
+      now: options.clock.now(),
+    };
+    this.#worker = startDrawer(data, drawingEnv(options.env ?? process.env));
+    // Neither keeps dispatch running: the server does, while it serves.
+    this.#worker.unref();
+    this.#output.unref();
+    this.#output.on('message', (text: string) => this.#options.stdout.write(text));
+    this.#worker.on('error', (err) => this.#fail(err));
+    this.#worker.on('exit', (code) => {
+      if (!this.#unmounted) this.#fail(new Error(`the drawing thread exited (${code})`));
+    });
+    options.stdout.on('resize', this.#onResize);
+    const { stdin } = options;
+    if (stdin.isTTY && typeof stdin.setRawMode === 'function') {
+      emitKeypressEvents(stdin);
+      stdin.setRawMode(true);
+      stdin.on('keypress', this.#onKey);
+      stdin.resume();
+    }
+    // Ticks tell the drawing thread what changed and how busy this thread is;
+    // it decides when to draw. At most one message per frameMs.
+    this.#ticker = setInterval(() => this.#tick(), frameMs).unref();
+    process.once('exit', this.#restore);
+  }
+
+  /** Start showing the jobs of `queue`; returns the unsubscribe. */
+  attach(queue: Queue, serving: Serving): () => void {
+    this.#model.load(queue.list());
+    this.#serving = serving;
+    this.#queue = queue;
+    if (this.#broken) this.#logQueue(queue);
+    this.#bump();
+    return queue.subscribe((event) => this.#model.apply(event));
+  }
+
+  /** Log lines go to the message area, not to stdout (that would tear the frame); as plain lines if drawing failed. */
+  readonly log: Log = (subsystem, message) => {
+    if (this.#broken) this.#plain(subsystem, message);
+    else this.#model.message(this.#options.clock.now(), subsystem, message);
+  };
+
+  /** Replace the hint line, e.g. while stopping. */
+  status(text: string): void {
+    this.#status = text;
+    this.#bump();
+  }
+
+  /**
+   * Give the terminal back: the last frame stays on screen, then the cursor
+   * is shown and the keyboard is back in line mode. Waits (up to a few
+   * seconds) for the drawing thread's last frame, so what is printed next
+   * comes after it.
+   */
+  unmount(): void {
+    if (this.#unmounted) return;
+    this.#unmounted = true;
+    process.off('exit', this.#restore);
+    this.#stop();
+    if (!this.#broken) {
+      this.#tick(true);
+      this.#worker.postMessage({ kind: 'unmount' } satisfies ToDrawer);
+      Atomics.wait(this.#done, 0, 0, UNMOUNT_WAIT_MS);
+      for (let next = receiveMessageOnPort(this.#output); next; next = receiveMessageOnPort(this.#output)) {
+        this.#options.stdout.write(next.message as string);
+      }
+    }
+    this.#output.close();
+    void this.#worker.terminate();
+    this.#options.stdout.write(SHOW_CURSOR);
+  }
+
+  #tick(force = false): void {
+    const version = this.#version + this.#model.version;
+    const at = performance.now();
+    // Nothing new: the drawing thread still needs the clock about once a second.
+    if (!force && version === this.#sentVersion && at - this.#sentAt < 500) return;
+    this.#sentVersion = version;
+    this.#sentAt = at;
+    const now = this.#options.clock.now();
+    const { idle, active } = performance.eventLoopUtilization();
+    this.#post({ kind: 'tick', version, now, changes: this.#model.takeChanges(), serving: this.#serving, status: this.#status, loop: { idle, active } });
+  }
+
+  #post(message: ToDrawer): void {
+    if (!this.#broken) this.#worker.postMessage(message);
+  }
+
+  /** Keyboard, resizes and ticks off. */
+  #stop(): void {
+    clearInterval(this.#ticker);
+    this.#options.stdout.off('resize', this.#onResize);
+    const { stdin } = this.#options;
+    if (stdin.listenerCount('keypress') > 0 || stdin.isRaw) {
+      stdin.off('keypress', this.#onKey);
+      if (stdin.isTTY && typeof stdin.setRawMode === 'function') stdin.setRawMode(false);
+      stdin.pause();
+    }
+  }
+
+  #fail(err: Error): void {
+    if (this.#broken || this.#unmounted) return;
+    this.#broken = true;
+    this.#stop();
+    this.#options.stdout.write(`${SHOW_CURSOR}\n`);
+    this.#plain('dispatch', `the TUI stopped (${err.message}); the log follows as plain lines`);
+    if (this.#queue) this.#logQueue(this.#queue);
+  }
+
+  #logQueue(queue: Queue): void {
+    logQueue(queue, (line) => this.#options.stdout.write(`${line}\n`));
+  }
+
+  #bump(): void {
+    this.#version += 1;
+  }
+}

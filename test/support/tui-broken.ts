@@ -1,0 +1,35 @@
+/**
+ * The TUI's drawing thread fails while the lab runs: nothing may be lost.
+ * Prints as JSON what reached the terminal from the failure's notice on
+ * (ANSI stripped): frames drawn before it may still arrive just before. Run by test/ui.test.tsx in a process of its own; the failure
+ * is thrown in the drawing thread through the inspector
+ * (test/support/threads.ts).
+ */
+import { EventEmitter } from 'node:events';
+import { PassThrough } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
+import { stripVTControlCharacters } from 'node:util';
+import { Queue, systemClock } from '../../src/jobs/index.ts';
+import { Tui } from '../../src/ui/tui/app.ts';
+import { inDrawingThread, workerThreads } from './threads.ts';
+import { fakeWorkload } from './workloads.ts';
+
+const LOADING = 'loading the lab';
+const threads = await workerThreads();
+const writes: string[] = [];
+const stdout = Object.assign(new EventEmitter(), { columns: 100, rows: 30, isTTY: true, write: (chunk: string) => (writes.push(chunk), true) });
+const stdin = Object.assign(new PassThrough(), { isTTY: false });
+const tui = new Tui({ stdout: stdout as unknown as NodeJS.WriteStream, stdin: stdin as unknown as NodeJS.ReadStream, clock: systemClock, loading: LOADING, onQuit: () => undefined });
+const queue = new Queue([fakeWorkload('memtest.efi', 4096)], { clock: systemClock, downloadTimeoutMs: 60_000 });
+tui.attach(queue, { version: '9.9.9', source: 'directory /lab', reports: 'directory ./reports', bootUrls: ['http://10.1.2.3:8080/dispatch'] });
+const until = async (what: string) => {
+  for (let i = 0; i < 300 && !writes.some((chunk) => chunk.includes(what)); i++) await delay(100);
+};
+await until('memtest.efi');
+const thrown = await threads.evaluate(inDrawingThread(LOADING, `(setImmediate(() => { throw new Error('drawing broke, on purpose'); }), 'thrown')`));
+await until('the TUI stopped');
+tui.log('test', 'a log line after the break');
+queue.claim('10.0.0.2', 'HEAD');
+tui.unmount();
+process.stdout.write(`${JSON.stringify({ thrown: thrown.filter((value) => value !== null), after: stripVTControlCharacters(writes.slice(writes.findIndex((chunk) => chunk.includes('the TUI stopped'))).join('')) })}\n`);
+process.exit(0);
