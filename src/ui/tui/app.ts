@@ -16,8 +16,6 @@ export interface TuiOptions {
   readonly onQuit: () => void;
   /** Shortest time between two frames (default 100 ms: at most 10 a second). */
   readonly frameMs?: number;
-  /** The environment to draw in (default: this process's). */
-  readonly env?: NodeJS.ProcessEnv;
 }
 
 /** An event loop's running totals, as `performance.eventLoopUtilization()` gives them (ms). */
@@ -134,7 +132,7 @@ export class Tui {
       frameMs,
       now: options.clock.now(),
     };
-    this.#worker = startDrawer(data, drawingEnv(options.env ?? process.env));
+    this.#worker = startDrawer(data, drawingEnv(process.env));
     // Neither keeps dispatch running: the server does, while it serves.
     this.#worker.unref();
     this.#output.unref();
