@@ -35,6 +35,8 @@ export interface LabSnapshot {
 
 /** What changed in a model since the last `takeChanges()`: enough for another model to follow it. */
 export interface LabChanges {
+  /** Jobs that ended, as they were when they ended, in the order they ended. */
+  readonly ended: readonly JobRow[];
   /** The changed rows as they are now, each once. */
   readonly rows: readonly JobRow[];
   /** Log lines added, oldest first. */
@@ -116,12 +118,10 @@ export class LabModel {
   /** What changed since the last call, or undefined when nothing did. */
   takeChanges(): LabChanges | undefined {
     if (this.#changedRows.size === 0 && this.#newMessages.length === 0) return undefined;
-    // Rows that ended first, in the order they ended: the follower's list of ended jobs keeps this one's order.
-    const ended = this.#finals.slice(this.#finalsTaken).map((row) => row.id);
+    const ended = this.#finals.slice(this.#finalsTaken);
     this.#finalsTaken = this.#finals.length;
-    for (const id of ended) this.#changedRows.delete(id);
-    const rows = [...ended, ...this.#changedRows].map((id) => this.#rows[id]!);
-    const changes = { rows, messages: this.#newMessages, poweroffs: this.#poweroffs };
+    const rows = [...this.#changedRows].map((id) => this.#rows[id]!);
+    const changes = { ended, rows, messages: this.#newMessages, poweroffs: this.#poweroffs };
     this.#changedRows.clear();
     this.#newMessages = [];
     return changes;
@@ -129,6 +129,12 @@ export class LabModel {
 
   /** Follow another model: apply what its `takeChanges()` gave, in order. */
   merge(changes: LabChanges): void {
+    // The list of ended jobs keeps what they were when they ended, whatever happened to them since.
+    for (const row of changes.ended) {
+      if (this.#ended.has(row.id)) continue;
+      this.#ended.add(row.id);
+      this.#finals.push(row);
+    }
     for (const row of changes.rows) this.#put(row);
     for (const line of changes.messages) this.#addMessage(line);
     if (changes.poweroffs !== this.#poweroffs) {
