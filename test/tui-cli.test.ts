@@ -197,26 +197,31 @@ describe('the TUI in a real terminal (tmux)', async () => {
     assert.equal((await tmux('display-message', '-p', '-t', 'lab', '#{cursor_flag}')).trim(), '1', 'the cursor is still hidden');
   });
 
-  test('a crash with the TUI on screen gives the terminal back: cursor shown, line mode restored', { skip, timeout: 60_000 }, async (t) => {
-    const dir = await mkdtemp(join(tmpdir(), 'dispatch-tui-'));
-    t.after(() => rm(dir, { recursive: true, force: true }));
-    const socket = `dispatch-crash-${process.pid}`;
-    const tmux = (...args: string[]) => run('tmux', ['-L', socket, ...args]).then((r) => r.stdout);
-    t.after(() => tmux('kill-server').catch(() => undefined));
-    const script = join(ROOT, 'test/support/tui-crash.tsx');
-    // The fixture loads ink directly: without CI, or ink draws nothing live.
-    const command = `cd ${ROOT} && env -u CI -u CONTINUOUS_INTEGRATION node --import tsx ${script}; echo $? > ${dir}/exit; stty -a > ${dir}/stty; sleep 60`;
-    await tmux('new-session', '-d', '-s', 'crash', '-x', '100', '-y', '30', command);
-    let stty = '';
-    for (const until = Date.now() + 30_000; Date.now() < until && stty === ''; await delay(200)) {
-      stty = await readFile(join(dir, 'stty'), 'utf8').catch(() => '');
-    }
-    assert.equal((await readFile(join(dir, 'exit'), 'utf8')).trim(), '1');
-    const screen = await tmux('capture-pane', '-p', '-t', 'crash');
-    assert.match(screen, /a bug, on purpose/);
-    // Raw mode would show as -icanon -echo.
-    assert.match(stty, /(^|\s)icanon(\s|$)/m);
-    assert.match(stty, /(^|\s)echo(\s|$)/m);
-    assert.equal((await tmux('display-message', '-p', '-t', 'crash', '#{cursor_flag}')).trim(), '1', 'the cursor is still hidden');
-  });
+  for (const death of [
+    { name: 'a crash', signal: undefined, exit: '1', shown: /a bug, on purpose/ },
+    { name: 'a fatal signal (SIGHUP)', signal: 'SIGHUP', exit: '129', shown: /Hangup/ },
+  ] as const) {
+    test(`${death.name} with the TUI on screen gives the terminal back: cursor shown, line mode restored`, { skip, timeout: 60_000 }, async (t) => {
+      const dir = await mkdtemp(join(tmpdir(), 'dispatch-tui-'));
+      t.after(() => rm(dir, { recursive: true, force: true }));
+      const socket = `dispatch-crash-${process.pid}-${death.exit}`;
+      const tmux = (...args: string[]) => run('tmux', ['-L', socket, ...args]).then((r) => r.stdout);
+      t.after(() => tmux('kill-server').catch(() => undefined));
+      const script = join(ROOT, 'test/support/tui-crash.tsx');
+      // The fixture loads ink directly: without CI, or ink draws nothing live.
+      const command = `cd ${ROOT} && env -u CI -u CONTINUOUS_INTEGRATION node --import tsx ${script} ${death.signal ?? ''}; echo $? > ${dir}/exit; stty -a > ${dir}/stty; sleep 60`;
+      await tmux('new-session', '-d', '-s', 'crash', '-x', '100', '-y', '30', command);
+      let stty = '';
+      for (const until = Date.now() + 30_000; Date.now() < until && stty === ''; await delay(200)) {
+        stty = await readFile(join(dir, 'stty'), 'utf8').catch(() => '');
+      }
+      assert.equal((await readFile(join(dir, 'exit'), 'utf8')).trim(), death.exit);
+      const screen = await tmux('capture-pane', '-p', '-t', 'crash');
+      assert.match(screen, death.shown);
+      // Raw mode would show as -icanon -echo.
+      assert.match(stty, /(^|\s)icanon(\s|$)/m);
+      assert.match(stty, /(^|\s)echo(\s|$)/m);
+      assert.equal((await tmux('display-message', '-p', '-t', 'crash', '#{cursor_flag}')).trim(), '1', 'the cursor is still hidden');
+    });
+  }
 });

@@ -109,14 +109,21 @@ describe('the model folds queue events', () => {
     queue.boot('10.0.0.2');
     queue.reportAccepted(a.id, 'ok');
     queue.reportFiled(a.id, 'https://github.com/acme/lab/issues/8');
+    // b.efi's server reports again in the same batch: its row moves on, the list of ended jobs keeps it as it ended.
+    clock.increment(500);
+    queue.reportAccepted(1, 'again');
+    queue.reportFiled(1, 'https://github.com/acme/lab/issues/9');
     follow();
-    assert.deepEqual(follower.snapshot().finals.map((row) => row.name), ['b.efi', 'a.efi']);
+    assert.deepEqual(follower.snapshot().finals.map((row) => `${row.name} ${row.reports.join()}`), [
+      'b.efi https://github.com/acme/lab/issues/7',
+      'a.efi https://github.com/acme/lab/issues/8',
+    ]);
     // More log lines than the model keeps, and poweroff.efi fetched.
     for (let i = 0; i < 70; i++) model.message(clock.now(), 'test', `line ${i}`);
     startDownload('10.0.0.4').transfer.progress(1024);
     follow();
     assert.equal(follower.snapshot().messages.at(-1)?.endsWith('test: line 69'), true);
-    run('10.0.0.5', 'https://github.com/acme/lab/issues/9');
+    run('10.0.0.5', 'https://github.com/acme/lab/issues/10');
     queue.claim('10.0.0.3', 'HEAD');
     queue.claim('10.0.0.3', 'GET');
     follow();
@@ -395,7 +402,7 @@ describe('the live TUI', () => {
     });
   });
 
-  test('the drawing thread failing loses nothing: the cursor comes back and the log goes on as plain lines, queue events too', async () => {
+  test('the drawing thread failing loses nothing: the cursor comes back, the log lines it held are printed, and the log goes on as plain lines, queue events too', async () => {
     const { execFile } = await import('node:child_process');
     const stdout = await new Promise<string>((resolve, reject) =>
       execFile(process.execPath, ['--import', 'tsx', 'test/support/tui-broken.ts'], { cwd: new URL('..', import.meta.url), timeout: 60_000 }, (err, out) => (err ? reject(err) : resolve(out))),
@@ -403,10 +410,11 @@ describe('the live TUI', () => {
     const { thrown, after } = JSON.parse(stdout) as { thrown: string[]; after: string };
     assert.deepEqual(thrown, ['thrown'], 'thrown in exactly one thread: the drawing one');
     const lines = after.trim().split('\n');
-    assert.match(lines[0]!, /^\S+ {2}dispatch {2}the TUI stopped \(drawing broke, on purpose\); the log follows as plain lines$/);
-    assert.match(lines[1]!, /^\S+ {2}test {2}a log line after the break$/);
-    assert.match(lines[2]!, /^\S+ {2}memtest\.efi {2}10\.0\.0\.2 {2}assigned to 10\.0\.0\.2 \(HEAD\)$/);
-    assert.equal(lines.length, 3);
+    assert.match(lines[0]!, /^\S+ {2}dispatch {2}the TUI stopped \(drawing broke, on purpose\); its last log lines, then the log as plain lines:$/);
+    assert.match(lines[1]!, /^\d\d:\d\d:\d\d test: a log line before the break$/);
+    assert.match(lines[2]!, /^\S+ {2}test {2}a log line after the break$/);
+    assert.match(lines[3]!, /^\S+ {2}memtest\.efi {2}10\.0\.0\.2 {2}assigned to 10\.0\.0\.2 \(HEAD\)$/);
+    assert.equal(lines.length, 4);
   });
 
   test('unmounting leaves the last word on screen, then the cursor, and nothing after', async () => {
@@ -427,7 +435,7 @@ describe('the live TUI', () => {
     assert.equal(writes.length, count);
   });
 
-  test('q, Q and Ctrl-C quit; other keys, function keys among them, do not; the keyboard is given back on unmount', async () => {
+  test('q, Q and Ctrl-C quit; other keys, function keys and pastes do not; the keyboard is given back on unmount', async () => {
     const { EventEmitter } = await import('node:events');
     const { PassThrough } = await import('node:stream');
     const raw: boolean[] = [];
@@ -444,6 +452,8 @@ describe('the live TUI', () => {
       await press('x');
       await press('\x1bOQ'); // F2: ESC O Q
       await press('\x1b[1;5Q'); // Ctrl-F2
+      await press('xq'); // pasted
+      await press('quit\n');
       assert.equal(quits, 0);
       await press('q');
       await press('Q');
@@ -453,8 +463,7 @@ describe('the live TUI', () => {
       tui.unmount();
     }
     assert.deepEqual(raw, [true, false]);
-    await press('q');
-    assert.equal(quits, 3);
+    assert.equal(stdin.listenerCount('data'), 0, 'the keyboard is no longer read');
   });
 
   test('the drawing environment: CI unset so ink draws live, React in production unless NODE_ENV says', () => {
@@ -472,7 +481,8 @@ describe('the live TUI', () => {
     t.diagnostic(`${drawn} frames in 2 s of progress from 200 transfers`);
     // The storm keeps the event loop busy, so frames slow down to 2 a second (framePace); they still come.
     assert.ok(drawn >= 2, `only ${drawn} frames in 2 s: the screen did not follow`);
-    assert.ok(drawn <= 24, `${drawn} frames in 2 s`);
+    // Never 10 a second here: the storm keeps this thread always busy.
+    assert.ok(drawn <= 8, `${drawn} frames in 2 s while the main thread was always busy`);
     assert.match(last, /4800 unassigned {2}200 downloading/);
     assert.match(last, /… \d+ more not shown \(4800 waiting\)/);
   });

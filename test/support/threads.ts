@@ -9,6 +9,7 @@ import { Session } from 'node:inspector/promises';
 export interface Threads {
   /** `expression`'s value (returned by value) in every worker thread; `require` is the inspector console's. */
   evaluate(expression: string): Promise<unknown[]>;
+  close(): void;
 }
 
 export async function workerThreads(): Promise<Threads> {
@@ -30,7 +31,7 @@ export async function workerThreads(): Promise<Threads> {
     await session.post('NodeWorker.sendMessageToWorker', { sessionId, message: JSON.stringify({ id, method: 'Runtime.evaluate', params }) });
     return answer;
   };
-  return { evaluate: (expression) => Promise.all(workers.map((sessionId) => one(sessionId, expression))) };
+  return { evaluate: (expression) => Promise.all(workers.map((sessionId) => one(sessionId, expression))), close: () => session.disconnect() };
 }
 
 /** An expression that is `inner`'s value in the TUI's drawing thread (the one whose workerData says `loading`), else null. */

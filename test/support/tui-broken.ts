@@ -15,6 +15,8 @@ import { inDrawingThread, workerThreads } from './threads.ts';
 import { fakeWorkload } from './workloads.ts';
 
 const LOADING = 'loading the lab';
+// What keeps dispatch running is its server; here, this timer.
+setInterval(() => undefined, 1_000);
 const threads = await workerThreads();
 const writes: string[] = [];
 const stdout = Object.assign(new EventEmitter(), { columns: 100, rows: 30, isTTY: true, write: (chunk: string) => (writes.push(chunk), true) });
@@ -26,6 +28,8 @@ const until = async (what: string) => {
   for (let i = 0; i < 300 && !writes.some((chunk) => chunk.includes(what)); i++) await delay(100);
 };
 await until('memtest.efi');
+// Logged just before the failure: maybe never drawn.
+tui.log('test', 'a log line before the break');
 const thrown = await threads.evaluate(inDrawingThread(LOADING, `(setImmediate(() => { throw new Error('drawing broke, on purpose'); }), 'thrown')`));
 await until('the TUI stopped');
 tui.log('test', 'a log line after the break');

@@ -1,7 +1,8 @@
 /**
  * Start the TUI as dispatch does, let it draw, and print as JSON which
  * React builds ran in its drawing thread and in this one, what the drawing
- * thread's environment says, and what this one's says. Run by
+ * thread's environment says, and what this one's says; then end by itself
+ * (the TUI must not keep a process running). Run by
  * test/ui.test.tsx in a process of its own (React picks its build once per
  * thread). The drawing thread is asked through the inspector
  * (test/support/threads.ts).
@@ -16,17 +17,19 @@ import { inDrawingThread, workerThreads } from './threads.ts';
 
 const LOADING = 'loading the lab';
 
+// What keeps dispatch running is its server; here, this timer, until the end.
+const running = setInterval(() => undefined, 1_000);
 const threads = await workerThreads();
 
 const writes: string[] = [];
 const stdout = Object.assign(new EventEmitter(), { columns: 100, rows: 30, isTTY: true, write: (chunk: string) => (writes.push(chunk), true) });
 const stdin = Object.assign(new PassThrough(), { isTTY: false });
-const tui = new Tui({ stdout: stdout as unknown as NodeJS.WriteStream, stdin: stdin as unknown as NodeJS.ReadStream, clock: { now: () => Date.now() }, loading: LOADING, onQuit: () => undefined });
+new Tui({ stdout: stdout as unknown as NodeJS.WriteStream, stdin: stdin as unknown as NodeJS.ReadStream, clock: { now: () => Date.now() }, loading: LOADING, onQuit: () => undefined });
 for (let i = 0; i < 300 && !writes.some((chunk) => chunk.includes(LOADING)); i++) await delay(100);
 
 const probe = inDrawingThread(LOADING, `JSON.stringify({ ...(${REACT_BUILDS_SOURCE})(require.cache), NODE_ENV: process.env.NODE_ENV ?? null, CI: process.env.CI ?? null })`);
 const found = (await threads.evaluate(probe)).filter((value): value is string => typeof value === 'string');
-tui.unmount();
+threads.close();
 process.stdout.write(
   `${JSON.stringify({
     drawn: writes.some((chunk) => chunk.includes(LOADING)),
@@ -34,4 +37,5 @@ process.stdout.write(
     main: { ...reactBuilds(createRequire(import.meta.url).cache), NODE_ENV: process.env.NODE_ENV ?? null, CI: process.env.CI ?? null },
   })}\n`,
 );
-process.exit(0);
+// No process.exit, and no unmount: the TUI on screen must not be what keeps a process running.
+clearInterval(running);

@@ -1,5 +1,5 @@
-import { emitKeypressEvents } from 'node:readline';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import { onExit } from 'signal-exit';
 import type { Clock, Queue } from '../../jobs/index.ts';
 import type { Log } from '../../log.ts';
 import { logQueue, plainLog } from '../log.ts';
@@ -108,14 +108,13 @@ export class Tui {
   #broken = false;
   /** Where log lines go once drawing failed. */
   readonly #plain: Log;
-  /** A crash must not leave the cursor hidden: ink shows it only when it unmounts. */
-  readonly #restore = () => {
-    if (!this.#unmounted) this.#options.stdout.write(SHOW_CURSOR);
-  };
+  /** Stops giving the terminal back when dispatch dies. */
+  readonly #removeExitHook: () => void;
   readonly #onResize = () => this.#post({ kind: 'resize', columns: this.#options.stdout.columns || 80, rows: this.#options.stdout.rows || 24 });
-  readonly #onKey = (_text: string | undefined, key: { name?: string; ctrl?: boolean; meta?: boolean } | undefined) => {
-    if (!key || key.meta) return;
-    if (key.name === 'q' || (key.ctrl && key.name === 'c')) this.#options.onQuit();
+  /** What is typed arrives as it was sent: a key is a chunk of its own, and a paste or an escape sequence is never taken for one. */
+  readonly #onKeys = (data: Buffer | string) => {
+    const keys = data.toString();
+    if (keys === 'q' || keys === 'Q' || keys === '\x03') this.#options.onQuit();
   };
 
   constructor(options: TuiOptions) {
@@ -133,10 +132,14 @@ export class Tui {
       now: options.clock.now(),
     };
     this.#worker = startDrawer(data, drawingEnv(process.env));
-    // Neither keeps dispatch running: the server does, while it serves.
+    this.#output.on('message', (text: string) => {
+      // After a failure, a frame still on its way would cover the notice and hide the cursor again.
+      if (!this.#broken) this.#options.stdout.write(text);
+    });
+    // Neither keeps dispatch running: the server does, while it serves. (A
+    // port's 'message' listener refs it, so this comes after.)
     this.#worker.unref();
     this.#output.unref();
-    this.#output.on('message', (text: string) => this.#options.stdout.write(text));
     this.#worker.on('error', (err) => this.#fail(err));
     this.#worker.on('exit', (code) => {
       if (!this.#unmounted) this.#fail(new Error(`the drawing thread exited (${code})`));
@@ -144,15 +147,17 @@ export class Tui {
     options.stdout.on('resize', this.#onResize);
     const { stdin } = options;
     if (stdin.isTTY && typeof stdin.setRawMode === 'function') {
-      emitKeypressEvents(stdin);
       stdin.setRawMode(true);
-      stdin.on('keypress', this.#onKey);
+      stdin.on('data', this.#onKeys);
       stdin.resume();
     }
     // Ticks tell the drawing thread what changed and how busy this thread is;
     // it decides when to draw. At most one message per frameMs.
     this.#ticker = setInterval(() => this.#tick(), frameMs).unref();
-    process.once('exit', this.#restore);
+    // A crash or a fatal signal must not leave the cursor hidden and the
+    // keyboard raw. Signals never reach the drawing thread, and Node resets
+    // the terminal only on exit, SIGINT and SIGTERM.
+    this.#removeExitHook = onExit(() => this.#giveBack());
   }
 
   /** Start showing the jobs of `queue`; returns the unsubscribe. */
@@ -186,8 +191,9 @@ export class Tui {
   unmount(): void {
     if (this.#unmounted) return;
     this.#unmounted = true;
-    process.off('exit', this.#restore);
+    this.#removeExitHook();
     this.#stop();
+    this.#stopKeys();
     if (!this.#broken) {
       this.#tick(true);
       this.#worker.postMessage({ kind: 'unmount' } satisfies ToDrawer);
@@ -217,24 +223,41 @@ export class Tui {
     if (!this.#broken) this.#worker.postMessage(message);
   }
 
-  /** Keyboard, resizes and ticks off. */
+  /** Ticks and resizes off. */
   #stop(): void {
     clearInterval(this.#ticker);
     this.#options.stdout.off('resize', this.#onResize);
-    const { stdin } = this.#options;
-    if (stdin.listenerCount('keypress') > 0 || stdin.isRaw) {
-      stdin.off('keypress', this.#onKey);
-      if (stdin.isTTY && typeof stdin.setRawMode === 'function') stdin.setRawMode(false);
-      stdin.pause();
-    }
   }
 
+  /** The keyboard back in line mode, and no longer read. */
+  #stopKeys(): void {
+    const { stdin } = this.#options;
+    if (stdin.listenerCount('data') === 0 && !stdin.isRaw) return;
+    stdin.off('data', this.#onKeys);
+    if (stdin.isTTY && typeof stdin.setRawMode === 'function') stdin.setRawMode(false);
+    stdin.pause();
+  }
+
+  /** Dispatch is dying with the TUI on screen: line mode and the cursor back, synchronously. */
+  #giveBack(): void {
+    if (this.#unmounted) return;
+    const { stdin } = this.#options;
+    if (stdin.isRaw && typeof stdin.setRawMode === 'function') stdin.setRawMode(false);
+    this.#options.stdout.write(SHOW_CURSOR);
+  }
+
+  /**
+   * The drawing thread failed: the cursor back, the log lines the model
+   * holds (some may never have been drawn), then plain lines from here on.
+   * q still stops dispatch.
+   */
   #fail(err: Error): void {
     if (this.#broken || this.#unmounted) return;
     this.#broken = true;
     this.#stop();
     this.#options.stdout.write(`${SHOW_CURSOR}\n`);
-    this.#plain('dispatch', `the TUI stopped (${err.message}); the log follows as plain lines`);
+    this.#plain('dispatch', `the TUI stopped (${err.message}); its last log lines, then the log as plain lines:`);
+    for (const line of this.#model.snapshot().messages) this.#options.stdout.write(`${line}\n`);
     if (this.#queue) this.#logQueue(this.#queue);
   }
 

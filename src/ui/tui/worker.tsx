@@ -141,6 +141,13 @@ function Live({ lab, last = false }: { readonly lab: Lab; readonly last?: boolea
 
 const data = workerData as DrawerData;
 const done = new Int32Array(data.done);
+/** Tell the main thread, waiting in unmount(), that nothing more will come from here. */
+function signalDone(): void {
+  Atomics.store(done, 0, 1);
+  Atomics.notify(done, 0);
+}
+// However this thread ends (a failure included), a wait for it ends too.
+process.on('exit', signalDone);
 const terminal = new Terminal(data.output, data.size);
 const lab = new Lab(data);
 const instance = render(<Live lab={lab} />, {
@@ -166,12 +173,14 @@ parentPort!.on('message', (message: ToDrawer) => {
     case 'unmount':
       // The last frame, with what was said last, stays on screen (ink renders
       // synchronously); the main thread waits for it, then shows the cursor.
-      instance.rerender(<Live lab={lab} last />);
-      instance.unmount();
-      terminal.flush();
-      Atomics.store(done, 0, 1);
-      Atomics.notify(done, 0);
-      parentPort!.close();
+      try {
+        instance.rerender(<Live lab={lab} last />);
+        instance.unmount();
+        terminal.flush();
+      } finally {
+        signalDone();
+        parentPort!.close();
+      }
       break;
   }
 });
