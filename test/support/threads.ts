@@ -7,7 +7,11 @@
 import { Session } from 'node:inspector/promises';
 
 export interface Threads {
-  /** `expression`'s value (returned by value) in every worker thread; `require` is the inspector console's. */
+  /**
+   * `expression`'s value (returned by value) in every worker thread;
+   * `require` is the inspector console's. A thread where it threw (a
+   * loader-hooks thread, say) gives undefined.
+   */
   evaluate(expression: string): Promise<unknown[]>;
   close(): void;
 }

@@ -35,5 +35,5 @@ await until('the TUI stopped');
 tui.log('test', 'a log line after the break');
 queue.claim('10.0.0.2', 'HEAD');
 tui.unmount();
-process.stdout.write(`${JSON.stringify({ thrown: thrown.filter((value) => value !== null), after: stripVTControlCharacters(writes.slice(writes.findIndex((chunk) => chunk.includes('the TUI stopped'))).join('')) })}\n`);
+process.stdout.write(`${JSON.stringify({ thrown: thrown.filter((value) => typeof value === 'string'), after: stripVTControlCharacters(writes.slice(writes.findIndex((chunk) => chunk.includes('the TUI stopped'))).join('')) })}\n`);
 process.exit(0);
