@@ -33,18 +33,24 @@ function upstream() {
     fetches.push(body);
     return body;
   };
-  return { fetch, fetches };
+  /** Until the cache has asked upstream for its `count`th download (a fixed sleep was too short on a loaded CI machine). */
+  const started = async (count: number) => {
+    for (const until = Date.now() + 10_000; fetches.length < count; await new Promise((resolve) => setTimeout(resolve, 5))) {
+      if (Date.now() > until) throw new Error(`the cache asked upstream ${fetches.length} times, not ${count}`);
+    }
+  };
+  return { fetch, fetches, started };
 }
 
 describe('asset cache', () => {
   test('readers during the download get bytes as they arrive, and the asset is fetched once', async (t) => {
     const dir = await scratch(t);
     const bytes = randomBytes(3 * 1024 * 1024);
-    const { fetch, fetches } = upstream();
+    const { fetch, fetches, started } = upstream();
     const cache = new AssetCache(dir, fetch, silent);
     const first = cache.read(item(bytes), 0, bytes.length - 1);
     const firstBytes = collect(first);
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await started(1);
     assert.equal(fetches.length, 1);
     fetches[0]!.write(bytes.subarray(0, 1024 * 1024));
     const second = cache.read(item(bytes), 0, bytes.length - 1);
@@ -65,11 +71,11 @@ describe('asset cache', () => {
   test('bytes that do not match the digest are never served or kept', async (t) => {
     const dir = await scratch(t);
     const bytes = randomBytes(64 * 1024);
-    const { fetch, fetches } = upstream();
+    const { fetch, fetches, started } = upstream();
     const cache = new AssetCache(dir, fetch, silent);
     const wrong = item(bytes, 'f'.repeat(64));
     const reader = collect(cache.read(wrong, 0, bytes.length - 1));
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await started(1);
     fetches[0]!.end(bytes);
     await assert.rejects(reader, /does not match the release's digest/);
     assert.deepEqual((await readdir(dir)).filter((n) => !n.startsWith('.')), [], 'no file left in the cache');
@@ -78,14 +84,14 @@ describe('asset cache', () => {
   test('a short or long upstream body is an error', async (t) => {
     const dir = await scratch(t);
     const bytes = randomBytes(1000);
-    const { fetch, fetches } = upstream();
+    const { fetch, fetches, started } = upstream();
     const cache = new AssetCache(dir, fetch, silent);
     const short = collect(cache.read(item(bytes, null), 0, 999));
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await started(1);
     fetches[0]!.end(bytes.subarray(0, 500));
     await assert.rejects(short, /sent 500 of 1000 bytes/);
     const long = collect(cache.read(item(bytes, null), 0, 999));
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await started(2);
     fetches[1]!.end(Buffer.concat([bytes, bytes]));
     await assert.rejects(long, /more than the 1000 bytes/);
   });
@@ -95,7 +101,7 @@ describe('asset cache', () => {
     const bytes = randomBytes(10_000);
     const first = upstream();
     const reader = collect(new AssetCache(dir, first.fetch, silent).read(item(bytes), 0, bytes.length - 1));
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await first.started(1);
     first.fetches[0]!.end(bytes);
     await reader;
     const next = upstream();
@@ -107,12 +113,12 @@ describe('asset cache', () => {
   test('assets with the same digest (one image uploaded once per server) are one download, and the complete file is offered as a file', async (t) => {
     const dir = await scratch(t);
     const bytes = randomBytes(300_000);
-    const { fetch, fetches } = upstream();
+    const { fetch, fetches, started } = upstream();
     const cache = new AssetCache(dir, fetch, silent);
     const copies = [7, 8, 9].map((id) => ({ ...item(bytes), id, name: `memtest-${id}.efi` }));
     const reads = copies.map((copy) => collect(cache.read(copy, 0, bytes.length - 1)));
     assert.equal(cache.file(copies[0]!), undefined, 'no file to offer while it downloads');
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await started(1);
     fetches[0]!.end(bytes);
     for (const read of reads) assert.ok((await read).equals(bytes));
     assert.equal(fetches.length, 1, 'one upstream download for three assets');
