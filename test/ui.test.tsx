@@ -9,6 +9,7 @@ import { drawingEnv, Tui } from '../src/ui/tui/app.ts';
 import { busyBetween, framePace } from '../src/ui/tui/pace.ts';
 import { rowParts, Screen, type Serving } from '../src/ui/tui/screen.tsx';
 import type { JobRow } from '../src/ui/model.ts';
+import { fakeTerminal } from './support/terminal.ts';
 import { fakeWorkload } from './support/workloads.ts';
 
 const START = 1_700_000_000_000;
@@ -375,16 +376,17 @@ describe('rule 8: done when every job is final, filed, and its server powered of
 });
 
 describe('the live TUI', () => {
-  type Loaded = { drawn: boolean; drawers: Record<string, string | null>[]; main: Record<string, string | null> };
-  /** What test/support/tui-load.ts says in a process with `env`. */
-  async function loadedWith(env: Readonly<Record<string, string>>): Promise<Loaded> {
+  /** What a test/support fixture prints (one JSON value), run in a process of its own without CI or NODE_ENV, plus `env`. */
+  async function fixture<T>(script: string, env: Readonly<Record<string, string>> = {}): Promise<T> {
     const { execFile } = await import('node:child_process');
     const base = Object.fromEntries(Object.entries(process.env).filter(([key]) => key !== 'CI' && key !== 'CONTINUOUS_INTEGRATION' && key !== 'NODE_ENV'));
     const stdout = await new Promise<string>((resolve, reject) =>
-      execFile(process.execPath, ['--import', 'tsx', 'test/support/tui-load.ts'], { cwd: new URL('..', import.meta.url), env: { ...base, ...env }, timeout: 60_000 }, (err, out) => (err ? reject(err) : resolve(out))),
+      execFile(process.execPath, ['--import', 'tsx', `test/support/${script}`], { cwd: new URL('..', import.meta.url), env: { ...base, ...env }, timeout: 60_000 }, (err, out) => (err ? reject(err) : resolve(out))),
     );
-    return JSON.parse(stdout) as Loaded;
+    return JSON.parse(stdout) as T;
   }
+  type Loaded = { drawn: boolean; drawers: Record<string, string | null>[]; main: Record<string, string | null> };
+  const loadedWith = (env: Readonly<Record<string, string>>) => fixture<Loaded>('tui-load.ts', env);
 
   test("React draws in a thread of its own, in its production builds, live under CI; dispatch's thread and environment are untouched", async () => {
     assert.deepEqual(await loadedWith({ CI: 'true' }), {
@@ -403,11 +405,7 @@ describe('the live TUI', () => {
   });
 
   test('the drawing thread failing loses nothing: the cursor comes back, the log lines it held are printed, and the log goes on as plain lines, queue events too', async () => {
-    const { execFile } = await import('node:child_process');
-    const stdout = await new Promise<string>((resolve, reject) =>
-      execFile(process.execPath, ['--import', 'tsx', 'test/support/tui-broken.ts'], { cwd: new URL('..', import.meta.url), timeout: 60_000 }, (err, out) => (err ? reject(err) : resolve(out))),
-    );
-    const { thrown, after } = JSON.parse(stdout) as { thrown: string[]; after: string };
+    const { thrown, after } = await fixture<{ thrown: string[]; after: string }>('tui-broken.ts');
     assert.deepEqual(thrown, ['thrown'], 'thrown in exactly one thread: the drawing one');
     const lines = after.trim().split('\n');
     assert.match(lines[0]!, /^\S+ {2}dispatch {2}the TUI stopped \(drawing broke, on purpose\); its last log lines, then the log as plain lines:$/);
@@ -418,13 +416,9 @@ describe('the live TUI', () => {
   });
 
   test('unmounting leaves the last word on screen, then the cursor, and nothing after', async () => {
-    const { EventEmitter } = await import('node:events');
-    const { PassThrough } = await import('node:stream');
-    const writes: string[] = [];
-    const stdout = Object.assign(new EventEmitter(), { columns: 80, rows: 24, isTTY: true, write: (chunk: string) => (writes.push(chunk), true) });
-    const stdin = Object.assign(new PassThrough(), { isTTY: false });
-    const tui = new Tui({ stdout: stdout as unknown as NodeJS.WriteStream, stdin: stdin as unknown as NodeJS.ReadStream, clock: { now: () => START }, loading: 'loading the lab', onQuit: () => undefined });
-    for (let i = 0; i < 300 && writes.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 100));
+    const { stdout, stdin, writes, until } = fakeTerminal({ columns: 80, rows: 24 });
+    const tui = new Tui({ stdout, stdin, clock: { now: () => START }, loading: 'loading the lab', onQuit: () => undefined });
+    await until('loading the lab');
     tui.status('q: stopping… (again to quit at once)');
     tui.unmount();
     const text = stripVTControlCharacters(writes.join(''));
@@ -436,15 +430,11 @@ describe('the live TUI', () => {
   });
 
   test('q, Q and Ctrl-C quit; other keys, function keys and pastes do not; the keyboard is given back on unmount', async () => {
-    const { EventEmitter } = await import('node:events');
-    const { PassThrough } = await import('node:stream');
-    const raw: boolean[] = [];
-    const stdin = Object.assign(new PassThrough(), { isTTY: true, isRaw: false, setRawMode: (mode: boolean) => (raw.push(mode), (stdin.isRaw = mode), stdin) });
-    const stdout = Object.assign(new EventEmitter(), { columns: 80, rows: 24, isTTY: true, write: () => true });
+    const { stdout, stdin, keyboard, raw } = fakeTerminal({ columns: 80, rows: 24, tty: true });
     let quits = 0;
-    const tui = new Tui({ stdout: stdout as unknown as NodeJS.WriteStream, stdin: stdin as unknown as NodeJS.ReadStream, clock: { now: () => START }, loading: 'keys', onQuit: () => (quits += 1) });
+    const tui = new Tui({ stdout, stdin, clock: { now: () => START }, loading: 'keys', onQuit: () => (quits += 1) });
     const press = async (keys: string) => {
-      stdin.write(keys);
+      keyboard.write(keys);
       await new Promise((resolve) => setImmediate(resolve));
     };
     try {
@@ -463,7 +453,7 @@ describe('the live TUI', () => {
       tui.unmount();
     }
     assert.deepEqual(raw, [true, false]);
-    assert.equal(stdin.listenerCount('data'), 0, 'the keyboard is no longer read');
+    assert.equal(keyboard.listenerCount('data'), 0, 'the keyboard is no longer read');
   });
 
   test('the drawing environment: CI unset so ink draws live, React in production unless NODE_ENV says', () => {
@@ -472,12 +462,7 @@ describe('the live TUI', () => {
   });
 
   test('an event storm over 5,000 jobs is drawn at most about 10 times a second, and still drawn', async (t) => {
-    const { execFile } = await import('node:child_process');
-    const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => key !== 'CI' && key !== 'CONTINUOUS_INTEGRATION'));
-    const stdout = await new Promise<string>((resolve, reject) =>
-      execFile(process.execPath, ['--import', 'tsx', 'test/support/tui-storm.tsx'], { cwd: new URL('..', import.meta.url), env, timeout: 60_000 }, (err, out) => (err ? reject(err) : resolve(out))),
-    );
-    const { drawn, last } = JSON.parse(stdout) as { drawn: number; last: string };
+    const { drawn, last } = await fixture<{ drawn: number; last: string }>('tui-storm.tsx');
     t.diagnostic(`${drawn} frames in 2 s of progress from 200 transfers`);
     // The storm keeps the event loop busy, so frames slow down to 2 a second (framePace); they still come.
     assert.ok(drawn >= 2, `only ${drawn} frames in 2 s: the screen did not follow`);

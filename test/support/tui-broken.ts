@@ -5,12 +5,10 @@
  * is thrown in the drawing thread through the inspector
  * (test/support/threads.ts).
  */
-import { EventEmitter } from 'node:events';
-import { PassThrough } from 'node:stream';
-import { setTimeout as delay } from 'node:timers/promises';
 import { stripVTControlCharacters } from 'node:util';
 import { Queue, systemClock } from '../../src/jobs/index.ts';
 import { Tui } from '../../src/ui/tui/app.ts';
+import { fakeTerminal } from './terminal.ts';
 import { inDrawingThread, workerThreads } from './threads.ts';
 import { fakeWorkload } from './workloads.ts';
 
@@ -18,15 +16,10 @@ const LOADING = 'loading the lab';
 // What keeps dispatch running is its server; here, this timer.
 setInterval(() => undefined, 1_000);
 const threads = await workerThreads();
-const writes: string[] = [];
-const stdout = Object.assign(new EventEmitter(), { columns: 100, rows: 30, isTTY: true, write: (chunk: string) => (writes.push(chunk), true) });
-const stdin = Object.assign(new PassThrough(), { isTTY: false });
-const tui = new Tui({ stdout: stdout as unknown as NodeJS.WriteStream, stdin: stdin as unknown as NodeJS.ReadStream, clock: systemClock, loading: LOADING, onQuit: () => undefined });
+const { stdout, stdin, writes, until } = fakeTerminal();
+const tui = new Tui({ stdout, stdin, clock: systemClock, loading: LOADING, onQuit: () => undefined });
 const queue = new Queue([fakeWorkload('memtest.efi', 4096)], { clock: systemClock, downloadTimeoutMs: 60_000 });
 tui.attach(queue, { version: '9.9.9', source: 'directory /lab', reports: 'directory ./reports', bootUrls: ['http://10.1.2.3:8080/dispatch'] });
-const until = async (what: string) => {
-  for (let i = 0; i < 300 && !writes.some((chunk) => chunk.includes(what)); i++) await delay(100);
-};
 await until('memtest.efi');
 // Logged just before the failure: maybe never drawn.
 tui.log('test', 'a log line before the break');

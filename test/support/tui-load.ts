@@ -7,12 +7,10 @@
  * thread). The drawing thread is asked through the inspector
  * (test/support/threads.ts).
  */
-import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
-import { PassThrough } from 'node:stream';
-import { setTimeout as delay } from 'node:timers/promises';
 import { Tui } from '../../src/ui/tui/app.ts';
 import { REACT_BUILDS_SOURCE, reactBuilds } from './react-cache.ts';
+import { fakeTerminal } from './terminal.ts';
 import { inDrawingThread, workerThreads } from './threads.ts';
 
 const LOADING = 'loading the lab';
@@ -21,11 +19,9 @@ const LOADING = 'loading the lab';
 const running = setInterval(() => undefined, 1_000);
 const threads = await workerThreads();
 
-const writes: string[] = [];
-const stdout = Object.assign(new EventEmitter(), { columns: 100, rows: 30, isTTY: true, write: (chunk: string) => (writes.push(chunk), true) });
-const stdin = Object.assign(new PassThrough(), { isTTY: false });
-new Tui({ stdout: stdout as unknown as NodeJS.WriteStream, stdin: stdin as unknown as NodeJS.ReadStream, clock: { now: () => Date.now() }, loading: LOADING, onQuit: () => undefined });
-for (let i = 0; i < 300 && !writes.some((chunk) => chunk.includes(LOADING)); i++) await delay(100);
+const { stdout, stdin, writes, until } = fakeTerminal();
+new Tui({ stdout, stdin, clock: { now: () => Date.now() }, loading: LOADING, onQuit: () => undefined });
+await until(LOADING);
 
 const probe = inDrawingThread(LOADING, `JSON.stringify({ ...(${REACT_BUILDS_SOURCE})(require.cache), NODE_ENV: process.env.NODE_ENV ?? null, CI: process.env.CI ?? null })`);
 const found = (await threads.evaluate(probe)).filter((value): value is string => typeof value === 'string');

@@ -6,24 +6,22 @@
  */
 import { stripVTControlCharacters } from 'node:util';
 import { setTimeout as delay } from 'node:timers/promises';
-import { EventEmitter } from 'node:events';
-import { PassThrough } from 'node:stream';
 import { Queue, systemClock } from '../../src/jobs/index.ts';
 import { Tui } from '../../src/ui/tui/app.ts';
 import type { Serving } from '../../src/ui/tui/screen.tsx';
+import { fakeTerminal } from './terminal.ts';
 import { fakeWorkload } from './workloads.ts';
 
 const SERVING: Serving = { version: '9.9.9', source: 'directory /lab', reports: 'directory ./reports', bootUrls: ['http://10.1.2.3:8080/dispatch'] };
 
 // A terminal that counts what it is sent.
-const writes: string[] = [];
-const stdout = Object.assign(new EventEmitter(), { columns: 100, rows: 30, isTTY: true, write: (chunk: string) => (writes.push(chunk), true) });
-const stdin = Object.assign(new PassThrough(), { isTTY: false });
+const terminal = fakeTerminal();
+const { stdout, stdin, writes } = terminal;
 const names = Array.from({ length: 5_000 }, (_, i) => `w-${String(i).padStart(4, '0')}.efi`);
 // 1 GiB each, but never read: only the sizes matter here.
 const workloads = names.map((name) => ({ ...fakeWorkload(name, 1), size: 1 << 30 }));
 const queue = new Queue(workloads, { clock: systemClock, downloadTimeoutMs: 60_000 });
-const tui = new Tui({ stdout: stdout as unknown as NodeJS.WriteStream, stdin: stdin as unknown as NodeJS.ReadStream, clock: systemClock, loading: 'loading', onQuit: () => undefined });
+const tui = new Tui({ stdout, stdin, clock: systemClock, loading: 'loading', onQuit: () => undefined });
 const detach = tui.attach(queue, SERVING);
 const transfers = Array.from({ length: 200 }, (_, i) => {
   const ip = `10.0.${i >> 8}.${(i & 255) + 2}`;
@@ -34,7 +32,7 @@ const transfers = Array.from({ length: 200 }, (_, i) => {
 });
 const frames = () => writes.filter((chunk) => chunk.includes('servers boot from')).length;
 // The drawing thread loads ink first; the storm starts once the table is on screen.
-for (let i = 0; i < 300 && frames() === 0; i++) await delay(100);
+await terminal.until('servers boot from');
 await delay(300);
 const before = frames();
 // Two seconds of every transfer moving on every millisecond or so.
