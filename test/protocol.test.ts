@@ -235,11 +235,14 @@ describe('resumed downloads', () => {
           return (await server.get()).body;
         }),
       );
-      for (const body of gets) {
-        const name = lab.names.get(sha256(body));
-        assert.ok(name, `a download of ${body.byteLength} bytes is exactly one of the workloads`);
-      }
-      assert.equal(new Set(gets.map((body) => sha256(body))).size, servers.length, 'each server got a workload of its own');
+      // Each server got, byte for byte, the workload it holds, and no two hold the same.
+      const held = new Map((await lab.jobs()).map((job) => [job.ip, job.name]));
+      gets.forEach((body, i) => {
+        const name = held.get(servers[i]!.ip);
+        assert.ok(name, `${servers[i]!.ip} holds a job`);
+        assert.ok(body.equals(lab.bytes.get(name)!), `${servers[i]!.ip} got exactly ${name} (${body.byteLength} bytes, ${lab.names.get(sha256(body)) ?? 'no workload'})`);
+      });
+      assert.equal(new Set(servers.map((server) => held.get(server.ip))).size, servers.length, 'each server holds a workload of its own');
     }
   });
 

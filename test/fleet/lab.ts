@@ -67,8 +67,15 @@ export async function startLab(t: Cleanup, options: LabOptions) {
   const reports = join(dir, 'reports');
   await mkdir(workloads);
   const bytes = new Map<string, Buffer>();
+  const made = new Set<string>();
   for (const [name, spec] of Object.entries(options.workloads)) {
-    const content = typeof spec === 'number' ? randomBytes(spec) : spec;
+    let content = typeof spec === 'number' ? randomBytes(spec) : spec;
+    // Tests tell downloads apart by their bytes, so random workloads must differ (two random 1-byte files match one time in 256).
+    for (let tries = 0; typeof spec === 'number' && spec > 0 && made.has(sha256(content)); tries += 1) {
+      if (tries === 1000) throw new Error(`cannot make ${name} differ from the other workloads of ${spec} bytes`);
+      content = randomBytes(spec);
+    }
+    made.add(sha256(content));
     bytes.set(name, content);
     await writeFile(join(workloads, name), content);
   }
