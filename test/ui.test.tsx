@@ -4,7 +4,7 @@ import { stripVTControlCharacters } from 'node:util';
 import { render } from 'ink-testing-library';
 import { SimulatedClock } from 'xstate';
 import { Completion, Queue, type QueueEvent, type Verdict } from '../src/jobs/index.ts';
-import { batched, eventRecord, formatEvent, LabModel, liveRows, summaryTable } from '../src/ui/index.ts';
+import { eventRecord, formatEvent, LabModel, liveRows, summaryTable } from '../src/ui/index.ts';
 import { drawingEnv, Tui } from '../src/ui/tui/app.ts';
 import { busyBetween, framePace } from '../src/ui/tui/pace.ts';
 import { rowParts, Screen, type Serving } from '../src/ui/tui/screen.tsx';
@@ -151,33 +151,6 @@ describe('the model folds queue events', () => {
     const progress = { kind: 'progress', at: START, id: 0, ip: '10.0.0.2', bytes: 10, size: 4096, startedAt: START } as const;
     assert.equal(formatEvent(progress), undefined);
     assert.equal(eventRecord(progress), undefined);
-  });
-});
-
-describe('log output in batches', () => {
-  test('lines written in one turn leave together, after it, in order', async () => {
-    const writes: string[] = [];
-    const out = batched((text) => writes.push(text));
-    for (let i = 0; i < 1000; i += 1) out.write(`line ${i}\n`);
-    assert.equal(writes.length, 0, 'nothing is written during the turn');
-    await new Promise((resolve) => setImmediate(resolve));
-    assert.equal(writes.length, 1);
-    assert.deepEqual(writes[0]!.split('\n').slice(0, -1), Array.from({ length: 1000 }, (_, i) => `line ${i}`));
-    out.write('next turn\n');
-    await new Promise((resolve) => setImmediate(resolve));
-    assert.deepEqual(writes.slice(1), ['next turn\n']);
-  });
-
-  test('flush writes what is queued at once, and the turn\'s write then has nothing left to say', async () => {
-    const writes: string[] = [];
-    const out = batched((text) => writes.push(text));
-    out.write('a\n');
-    out.write('b\n');
-    out.flush();
-    assert.deepEqual(writes, ['a\nb\n']);
-    out.write('c\n');
-    await new Promise((resolve) => setImmediate(resolve));
-    assert.deepEqual(writes, ['a\nb\n', 'c\n']);
   });
 });
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { Completion, systemClock, type Verdict } from '../jobs/index.ts';
 import type { Log } from '../log.ts';
 import { ReportError } from '../report/index.ts';
 import { SourceError } from '../source/index.ts';
-import { batched, jsonLog, logQueue, plainLog, summaryRow, summaryTable } from '../ui/index.ts';
+import { FdOutput, jsonLog, logQueue, plainLog, summaryRow, summaryTable } from '../ui/index.ts';
 import { Tui } from '../ui/tui/app.ts';
 import { InfoExit, parseCommandLine, UsageError, type Config, type UiConfig } from './options.ts';
 import { startDispatch } from './start.ts';
@@ -13,14 +13,30 @@ import { vmMain } from './vm.ts';
 
 const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 /**
- * stdout, written once per turn of the event loop (a log line per job event
- * would otherwise be a system call each, on the request path). What is
- * queued is written before the process ends, however it ends: `exit` is
- * emitted for process.exit(), for an empty event loop and for an uncaught
- * error (before Node prints it), and stdout is synchronous then.
+ * stdout, written on libuv's threads (src/ui/output.ts): a terminal or a
+ * pipe that stops reading must never stop dispatch answering the servers,
+ * and a log line per job event must not cost a system call each on the
+ * request path. What is queued is written before the process ends, however
+ * it ends: `exit` is emitted for process.exit(), for an empty event loop and
+ * for an uncaught error (before Node prints it).
  */
-const stdout = batched((text) => process.stdout.write(text));
-process.on('exit', () => stdout.flush());
+let logFormat: 'plain' | 'json' = 'plain';
+const stdout = new FdOutput(1, {
+  droppedNotice: (lines, since) => {
+    let text = '';
+    const say = logFormat === 'json' ? jsonLog((line) => (text = line), systemClock) : plainLog((line) => (text = line), systemClock);
+    say('dispatch', `${lines} line(s) of output dropped here: stdout took nothing from ${new Date(since).toISOString()} on`);
+    return `${text}\n`;
+  },
+  onClosed: (err) => {
+    try {
+      writeSync(2, `dispatch: stdout is closed (${err.code ?? err.message}): the lab goes on, without its log\n`);
+    } catch {
+      // stderr is gone too: nothing can be said.
+    }
+  },
+});
+process.on('exit', () => stdout.flushSync());
 const write = (line: string) => stdout.write(`${line}\n`);
 
 /** The TUI while it is on screen, so an error can give the terminal back before it is printed. */
@@ -33,12 +49,13 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const { config, ui } = parsed;
   const mode = ui.log === 'auto' ? (process.stdout.isTTY ? 'tui' : 'plain') : ui.log;
+  if (mode === 'json') logFormat = 'json';
 
   let quit: (why: string) => void = () => process.exit(130);
   let log: Log;
   if (mode === 'tui') {
     // ink and its layout engine load in the TUI's drawing thread: plain and JSON runs never pay for them.
-    screen = new Tui({ stdout: process.stdout, stdin: process.stdin, clock: systemClock, loading: `loading workloads from ${describeSource(config)}`, onQuit: () => quit('q') });
+    screen = new Tui({ stdout: process.stdout, out: stdout, stdin: process.stdin, clock: systemClock, loading: `loading workloads from ${describeSource(config)}`, onQuit: () => quit('q') });
     log = screen.log;
   } else {
     log = mode === 'json' ? jsonLog(write, systemClock) : plainLog(write, systemClock);
@@ -113,13 +130,14 @@ function printVerdict(verdict: Verdict, format: 'text' | 'json', ui: UiConfig): 
 }
 
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  // What is still queued for stdout is written first (a reader that has stopped gets two seconds).
+  (code) => stdout.idle(2000).then(() => process.exit(code)),
   (err: unknown) => {
     screen?.unmount();
     if (err instanceof InfoExit) process.exit(0);
     const usage = err instanceof UsageError || err instanceof SourceError || err instanceof ReportError;
     // What was logged before the error, before it.
-    stdout.flush();
+    stdout.flushSync();
     process.stderr.write(`dispatch: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(usage ? 2 : 1);
   },

@@ -1,4 +1,4 @@
-export { batched, type Batched } from './batch.ts';
 export { eventRecord, formatEvent, jsonLog, logQueue, plainLog, type EventRecord } from './log.ts';
 export { LabModel, liveRows, type JobRow, type LabSnapshot } from './model.ts';
 export { summaryRow, summaryTable, type SummaryRow } from './summary.ts';
+export { FdOutput, streamOutput, type Output } from './output.ts';

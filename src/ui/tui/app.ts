@@ -4,10 +4,15 @@ import type { Clock, Queue } from '../../jobs/index.ts';
 import type { Log } from '../../log.ts';
 import { logQueue, plainLog } from '../log.ts';
 import { LabModel, type LabChanges } from '../model.ts';
+import { streamOutput, type Output } from '../output.ts';
+import { DONE, WRITTEN } from './pace.ts';
 import type { Serving } from './screen.tsx';
 
 export interface TuiOptions {
+  /** The terminal: its size, and its resizes. */
   readonly stdout: NodeJS.WriteStream;
+  /** Where frames and lines go (default: written to `stdout`). */
+  readonly out?: Output;
   readonly stdin: NodeJS.ReadStream;
   readonly clock: Pick<Clock, 'now'>;
   /** What is loading, until `serving()` is called. */
@@ -27,8 +32,8 @@ export interface EventLoopSample {
 /** What the drawing thread starts with. */
 export interface DrawerData {
   readonly output: MessagePort;
-  /** An Int32Array's memory: its first element turns 1 once the drawing thread has unmounted and sent its last output. */
-  readonly done: SharedArrayBuffer;
+  /** An Int32Array's memory, with the slots DONE and WRITTEN (pace.ts). */
+  readonly shared: SharedArrayBuffer;
   readonly size: { readonly columns: number; readonly rows: number; readonly isTTY: boolean };
   readonly loading: string;
   readonly frameMs: number;
@@ -95,7 +100,8 @@ export class Tui {
   readonly #model = new LabModel();
   readonly #worker: Worker;
   readonly #output: MessagePort;
-  readonly #done = new Int32Array(new SharedArrayBuffer(4));
+  readonly #shared = new Int32Array(new SharedArrayBuffer(8));
+  readonly #out: Output;
   readonly #ticker: NodeJS.Timeout;
   #serving: Serving | undefined;
   #queue: Queue | undefined;
@@ -119,23 +125,21 @@ export class Tui {
 
   constructor(options: TuiOptions) {
     this.#options = options;
-    this.#plain = plainLog((line) => options.stdout.write(`${line}\n`), options.clock);
+    this.#out = options.out ?? streamOutput(options.stdout);
+    this.#plain = plainLog((line) => this.#out.write(`${line}\n`), options.clock);
     const frameMs = options.frameMs ?? 100;
     const { port1, port2 } = new MessageChannel();
     this.#output = port1;
     const data: DrawerData = {
       output: port2,
-      done: this.#done.buffer as SharedArrayBuffer,
+      shared: this.#shared.buffer as SharedArrayBuffer,
       size: { columns: options.stdout.columns || 80, rows: options.stdout.rows || 24, isTTY: options.stdout.isTTY === true },
       loading: options.loading,
       frameMs,
       now: options.clock.now(),
     };
     this.#worker = startDrawer(data, drawingEnv(process.env));
-    this.#output.on('message', (text: string) => {
-      // After a failure, a frame still on its way would cover the notice and hide the cursor again.
-      if (!this.#broken) this.#options.stdout.write(text);
-    });
+    this.#output.on('message', (text: string) => this.#write(text));
     // Neither keeps dispatch running: the server does, while it serves. (A
     // port's 'message' listener refs it, so this comes after.)
     this.#worker.unref();
@@ -197,14 +201,26 @@ export class Tui {
     if (!this.#broken) {
       this.#tick(true);
       this.#worker.postMessage({ kind: 'unmount' } satisfies ToDrawer);
-      Atomics.wait(this.#done, 0, 0, UNMOUNT_WAIT_MS);
-      for (let next = receiveMessageOnPort(this.#output); next; next = receiveMessageOnPort(this.#output)) {
-        this.#options.stdout.write(next.message as string);
-      }
+      Atomics.wait(this.#shared, DONE, 0, UNMOUNT_WAIT_MS);
+      for (let next = receiveMessageOnPort(this.#output); next; next = receiveMessageOnPort(this.#output)) this.#write(next.message as string);
     }
     this.#output.close();
     void this.#worker.terminate();
-    this.#options.stdout.write(SHOW_CURSOR);
+    this.#out.write(SHOW_CURSOR);
+  }
+
+  /**
+   * A frame from the drawing thread, to the terminal. The drawing thread
+   * draws no new frame until the terminal has taken this one: a terminal
+   * that stops reading (an SSH session stalled) holds frames back there,
+   * not in memory here. After a failure, a frame still on its way would
+   * cover the notice and hide the cursor again.
+   */
+  #write(text: string): void {
+    if (this.#broken) return;
+    this.#out.write(text, () => {
+      Atomics.add(this.#shared, WRITTEN, 1);
+    });
   }
 
   #tick(force = false): void {
@@ -243,7 +259,8 @@ export class Tui {
     if (this.#unmounted) return;
     const { stdin } = this.#options;
     if (stdin.isRaw && typeof stdin.setRawMode === 'function') stdin.setRawMode(false);
-    this.#options.stdout.write(SHOW_CURSOR);
+    this.#out.write(SHOW_CURSOR);
+    this.#out.flushSync();
   }
 
   /**
@@ -255,14 +272,14 @@ export class Tui {
     if (this.#broken || this.#unmounted) return;
     this.#broken = true;
     this.#stop();
-    this.#options.stdout.write(`${SHOW_CURSOR}\n`);
+    this.#out.write(`${SHOW_CURSOR}\n`);
     this.#plain('dispatch', `the TUI stopped (${err.message}); its last log lines, then the log as plain lines:`);
-    for (const line of this.#model.snapshot().messages) this.#options.stdout.write(`${line}\n`);
+    for (const line of this.#model.snapshot().messages) this.#out.write(`${line}\n`);
     if (this.#queue) this.#logQueue(this.#queue);
   }
 
   #logQueue(queue: Queue): void {
-    logQueue(queue, (line) => this.#options.stdout.write(`${line}\n`));
+    logQueue(queue, (line) => this.#out.write(`${line}\n`));
   }
 
   #bump(): void {

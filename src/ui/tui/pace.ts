@@ -1,5 +1,13 @@
 import type { EventLoopSample } from './app.ts';
 
+/**
+ * What the two threads share (DrawerData.shared, as an Int32Array): at DONE,
+ * 1 once the drawing thread has unmounted and sent its last output; at
+ * WRITTEN, how many of its messages the terminal has taken.
+ */
+export const DONE = 0;
+export const WRITTEN = 1;
+
 /** Frames never come further apart than this, however slow drawing is: the screen still follows. */
 const SLOWEST_FRAME_MS = 500;
 

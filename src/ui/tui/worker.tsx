@@ -13,7 +13,7 @@ import { render, useStdout } from 'ink';
 import { useEffect, useState } from 'react';
 import { LabModel } from '../model.ts';
 import type { DrawerData, EventLoopSample, ToDrawer } from './app.ts';
-import { busyBetween, framePace } from './pace.ts';
+import { busyBetween, DONE, framePace, WRITTEN } from './pace.ts';
 import { Screen, type Serving } from './screen.tsx';
 
 /** A terminal for ink: what it writes in one turn goes to the main thread as one message. */
@@ -22,11 +22,14 @@ class Terminal extends EventEmitter {
   columns: number;
   rows: number;
   readonly #port: MessagePort;
+  readonly #shared: Int32Array;
   #pending: string[] = [];
+  #sent = 0;
 
-  constructor(port: MessagePort, size: { columns: number; rows: number; isTTY: boolean }) {
+  constructor(port: MessagePort, shared: Int32Array, size: { columns: number; rows: number; isTTY: boolean }) {
     super();
     this.#port = port;
+    this.#shared = shared;
     this.columns = size.columns;
     this.rows = size.rows;
     this.isTTY = size.isTTY;
@@ -42,7 +45,14 @@ class Terminal extends EventEmitter {
     if (this.#pending.length === 0) return;
     const text = this.#pending.join('');
     this.#pending = [];
-    if (text !== '') this.#port.postMessage(text);
+    if (text === '') return;
+    this.#sent += 1;
+    this.#port.postMessage(text);
+  }
+
+  /** Output sent that the real terminal has not taken yet: its reader is slow, or has stopped. */
+  behind(): boolean {
+    return Atomics.load(this.#shared, WRITTEN) < this.#sent;
   }
 
   resize(columns: number, rows: number): void {
@@ -114,6 +124,8 @@ function Live({ lab, last = false }: { readonly lab: Lab; readonly last?: boolea
     let drawn = live.version;
     let loopAt = lab.loop;
     const timer = setInterval(() => {
+      // The last frame has not reached the terminal: the next would only wait behind it.
+      if (terminal.behind()) return;
       const since = Date.now() - drawnAt;
       if (since < framePace(frameMs, lab.drawMs, busyBetween(loopAt, lab.loop)) - frameMs / 2) return;
       const loading = lab.serving === undefined;
@@ -140,15 +152,15 @@ function Live({ lab, last = false }: { readonly lab: Lab; readonly last?: boolea
 }
 
 const data = workerData as DrawerData;
-const done = new Int32Array(data.done);
+const shared = new Int32Array(data.shared);
 /** Tell the main thread, waiting in unmount(), that nothing more will come from here. */
 function signalDone(): void {
-  Atomics.store(done, 0, 1);
-  Atomics.notify(done, 0);
+  Atomics.store(shared, DONE, 1);
+  Atomics.notify(shared, DONE);
 }
 // However this thread ends (a failure included), a wait for it ends too.
 process.on('exit', signalDone);
-const terminal = new Terminal(data.output, data.size);
+const terminal = new Terminal(data.output, shared, data.size);
 const lab = new Lab(data);
 const instance = render(<Live lab={lab} />, {
   // ink reads what it needs of these; the keyboard stays with the main thread.
