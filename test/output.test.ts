@@ -1,18 +1,23 @@
 import { strict as assert } from 'node:assert';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { writeMode } from '../src/ui/output.ts';
+import { openTarget } from '../src/ui/output.ts';
 
 // src/ui/output.ts through real pipes: a child process writes its stdout
 // through FdOutput while this process reads it, or stops reading.
 
 const CHILD = fileURLToPath(new URL('./support/output-child.ts', import.meta.url));
 const LINE = (i: number) => `line ${i} ${'x'.repeat(90)}`;
+
+/** The descriptor's open file is in non-blocking mode (Linux: /proc). */
+function nonBlocking(fd: number): boolean {
+  return (parseInt(/flags:\s*(\d+)/.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))![1]!, 8) & 0o4000) !== 0;
+}
 
 /**
  * The child, with its stdout not read until `read()`, and what it says (in a
@@ -34,8 +39,16 @@ function child(t: TestContext, args: string[], options: { terminal?: boolean } =
     proc.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   });
-  proc.stdout.pause();
   const chunks: Buffer[] = [];
+  // Paused, with a 'readable' listener: Node reads up to its high-water mark, then leaves the rest in the pipe
+  // (and does not let a child's exit resume the stream, which would throw away what is buffered).
+  let reading = false;
+  const take = () => {
+    for (let chunk = proc.stdout.read() as Buffer | null; chunk !== null; chunk = proc.stdout.read() as Buffer | null) chunks.push(chunk);
+  };
+  proc.stdout.on('readable', () => {
+    if (reading) take();
+  });
   const messages = () =>
     readFileSync(file, 'utf8')
       .split('\n')
@@ -48,9 +61,10 @@ function child(t: TestContext, args: string[], options: { terminal?: boolean } =
     exited,
     /** Start reading stdout; resolves with all of it once the child has closed it. */
     read(): Promise<string> {
-      proc.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
-      proc.stdout.resume();
-      return once(proc.stdout, 'end').then(() => Buffer.concat(chunks).toString('utf8'));
+      reading = true;
+      const ended = proc.stdout.readableEnded ? Promise.resolve() : once(proc.stdout, 'end');
+      take();
+      return ended.then(() => Buffer.concat(chunks).toString('utf8'));
     },
     /** What this process has taken off the pipe so far, read or not. */
     buffered(): number {
@@ -75,8 +89,8 @@ describe('stdout written off the JavaScript thread (FdOutput)', () => {
       // With writes made on the JavaScript thread, the child would block in the first full write and never say this.
       const stalled = await c.until('stalled');
       assert.deepEqual([stalled.terminal, stalled.nonblocking], [terminal, !terminal], 'the descriptor is as the test says');
-      // A terminal's writes wait for its reader: on libuv's threads. A non-blocking socket's never do: at once, and again when full.
-      assert.equal(stalled.mode, terminal ? 'pool' : 'direct');
+      // A terminal is opened again, non-blocking, for dispatch alone (its fd 1 stays blocking, as the shell left it).
+      assert.equal(stalled.mode, 'direct');
       assert.ok((stalled.ticks as number) > 0, 'the child\'s timers ran while it wrote');
       assert.ok(c.buffered() < lines * 100, `the reader had taken ${c.buffered()} bytes of ${lines * 100} when every line was queued`);
       const text = await c.read();
@@ -114,16 +128,36 @@ describe('stdout written off the JavaScript thread (FdOutput)', () => {
     assert.ok(c.messages().some((m) => m.done === true), 'it went on to the end');
   });
 
-  test('descriptors that never wait for a reader are written at once; others on the pool', () => {
-    const devNull = openSync('/dev/null', 'w');
-    assert.equal(writeMode(devNull), 'direct');
-    closeSync(devNull);
+  test('what is written to never waits: files as they are, a pipe opened again non-blocking, the pool only without /proc', (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'dispatch-output-'));
-    const fd = openSync(join(dir, 'log'), 'w');
-    assert.equal(writeMode(fd), 'direct', 'a regular file');
-    closeSync(fd);
-    rmSync(dir, { recursive: true, force: true });
-    assert.equal(writeMode(9999), 'pool', 'unknown: the safe way');
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const devNull = openSync('/dev/null', 'w');
+    assert.deepEqual(openTarget(devNull), { fd: devNull, mode: 'direct' });
+    closeSync(devNull);
+    const file = openSync(join(dir, 'log'), 'w');
+    assert.deepEqual(openTarget(file), { fd: file, mode: 'direct' }, 'a regular file: the same descriptor, so its offset and O_APPEND hold');
+    closeSync(file);
+    // A blocking pipe, as a shell gives one, before Node has touched it.
+    const fifo = join(dir, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    const writer = openSync(fifo, constants.O_WRONLY);
+    const target = openTarget(writer);
+    assert.equal(target.mode, 'direct');
+    assert.notEqual(target.fd, writer, 'a description of its own');
+    assert.deepEqual([nonBlocking(writer), nonBlocking(target.fd)], [false, true], 'non-blocking for dispatch only');
+    for (const fd of [target.fd, writer, reader]) closeSync(fd);
+    assert.deepEqual(openTarget(9999), { fd: 9999, mode: 'pool' }, 'unknown: the safe way');
+  });
+
+  test('a process that exits while its reader takes nothing still exits, having written what there was room for', async (t) => {
+    const c = child(t, ['20000', '-', 'exit']);
+    const [code] = await Promise.race([c.exited, new Promise<[string]>((resolve) => setTimeout(() => resolve(['still running after 20 s']), 20_000))]);
+    assert.equal(code, 0);
+    const text = await c.read();
+    const got = text.split('\n').slice(0, -1);
+    assert.ok(got.length > 0 && got.length < 20_000, `some lines, not all (${got.length})`);
+    assert.deepEqual(got, Array.from({ length: got.length }, (_, i) => LINE(i)), 'the first lines, in order');
   });
 
   test('what is queued when the process exits is written, synchronously, in order', async (t) => {

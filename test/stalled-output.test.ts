@@ -108,23 +108,56 @@ function onStalledTerminal(t: TestContext, dir: string, args: readonly string[],
       }
     }
   };
+  const dispatch = () => {
+    const pid = childOf(proc.pid!);
+    assert.ok(pid, 'dispatch runs under script');
+    return pid;
+  };
+  t.after(() => {
+    const pid = childOf(proc.pid!);
+    if (pid) process.kill(pid, 'SIGKILL');
+  });
+  /** Read until the terminal closes (30 s at most). */
+  const untilClosed = async () => {
+    let ended = false;
+    for (let i = 0; i < 600 && !ended; i += 1) {
+      ended = drain();
+      if (!ended) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await exited;
+    assert.ok(ended, 'the terminal closed');
+    return text;
+  };
   return {
-    /** Read again, SIGTERM dispatch (not script: it would hang the terminal up), and read until the terminal closes. */
-    async stop(): Promise<string> {
-      drain();
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      drain();
-      const dispatch = childOf(proc.pid!);
-      assert.ok(dispatch, 'dispatch runs under script');
-      process.kill(dispatch, 'SIGTERM');
-      let ended = false;
-      for (let i = 0; i < 600 && !ended; i += 1) {
-        ended = drain();
-        if (!ended) await new Promise((resolve) => setTimeout(resolve, 50));
+    /** Read again for a while, and what came in that time. */
+    async resume(ms: number): Promise<string> {
+      const from = text.length;
+      for (let waited = 0; waited < ms; waited += 50) {
+        drain();
+        await new Promise((resolve) => setTimeout(resolve, 50));
       }
-      await exited;
-      assert.ok(ended, 'the terminal closed');
-      return text;
+      return text.slice(from);
+    },
+    /** SIGTERM dispatch (not script: it would hang the terminal up), and read until the terminal closes. */
+    async stop(): Promise<string> {
+      process.kill(dispatch(), 'SIGTERM');
+      return untilClosed();
+    },
+    /** SIGTERM dispatch while still not reading: it must end all the same (10 s at most); then the rest is read. */
+    async stopStalled(): Promise<string> {
+      const pid = dispatch();
+      process.kill(pid, 'SIGTERM');
+      // Gone, or a zombie script cannot reap while it waits to write to the FIFO.
+      const ended = () => {
+        try {
+          return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.startsWith('Z');
+        } catch {
+          return true;
+        }
+      };
+      for (let i = 0; i < 200 && !ended(); i += 1) await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.ok(ended(), 'dispatch ended while its terminal took nothing');
+      return untilClosed();
     },
   };
 }
@@ -136,7 +169,9 @@ describe('output nobody reads never stops the lab', () => {
       const { port, args } = await dispatchArgs(dir, mode);
       const terminal = onStalledTerminal(t, dir, args, '-onlcr');
       await headsFromEveryServer(port);
+      await terminal.resume(500);
       const text = await terminal.stop();
+      assert.ok(text.length > 256 * 1024, `more output (${text.length} bytes) than the FIFO and the terminal hold`);
       const assigned = text
         .split('\n')
         .filter((line) => line.includes('assigned to'))
@@ -153,8 +188,24 @@ describe('output nobody reads never stops the lab', () => {
     const terminal = onStalledTerminal(t, dir, args, 'cols 400 rows 200');
     // Spread over a few seconds, for frames enough to fill them many times over.
     await headsFromEveryServer(port, 15);
+    // What the FIFO and the terminal held first; then new frames come (once a second at least, for the clocks).
+    await terminal.resume(1000);
+    const resumed = await terminal.resume(2500);
+    const frame = '\x1b[?2026h'; // each frame opens a synchronized update
+    assert.ok(resumed.split(frame).length - 1 >= 2, `frames drawn again once the terminal reads: ${resumed.split(frame).length - 1}`);
     const screen = await terminal.stop();
     assert.match(screen, /SIGTERM: stopping/, 'the last frame shows the stop');
     assert.ok(screen.includes('\x1b[?25h'), 'the cursor is shown again');
   });
+
+  for (const mode of ['plain', 'tui'] as const) {
+    test(`--log ${mode}: a SIGTERM while the terminal still takes nothing ends dispatch all the same`, async (t) => {
+      const dir = lab(t);
+      const { port, args } = await dispatchArgs(dir, mode);
+      const terminal = onStalledTerminal(t, dir, args, mode === 'tui' ? 'cols 400 rows 200' : '-onlcr');
+      await headsFromEveryServer(port, mode === 'tui' ? 15 : 0);
+      const text = await terminal.stopStalled();
+      assert.ok(text.length > 64 * 1024, `the terminal was full: ${text.length} bytes`);
+    });
+  }
 });

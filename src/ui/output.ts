@@ -1,4 +1,4 @@
-import { fstatSync, readFileSync, write as fsWrite, writeSync } from 'node:fs';
+import { constants, fstatSync, openSync, readFileSync, write as fsWrite, writeSync } from 'node:fs';
 import { isatty } from 'node:tty';
 
 /** Where dispatch's output goes: the log, and the TUI's frames. */
@@ -7,6 +7,8 @@ export interface Output {
   write(text: string, written?: () => void): void;
   /** Write what is queued now, synchronously: the process is ending. */
   flushSync(): void;
+  /** The reader has taken nothing for a while: nothing that waits for the terminal to drain may be done now. */
+  stalled?(): boolean;
 }
 
 /** A Node stream as an Output: what it takes is written (as stdout is, synchronously, on a terminal). */
@@ -30,7 +32,7 @@ export interface FdOutputOptions {
   readonly now?: () => number;
 }
 
-/** A write that has not come back for this long means the reader has stopped: what is left at exit is not waited for. */
+/** A write that has made no progress for this long means the reader has stopped: what is left at exit is not waited for. */
 const STALLED_MS = 1000;
 /** A non-blocking descriptor that is full is tried again after this long, doubling up to the maximum. */
 const RETRY_MS = 10;
@@ -44,26 +46,36 @@ interface Pending {
 }
 
 /**
- * How to write to a descriptor without ever waiting on the JavaScript thread
- * for its reader. `direct`: a write that cannot wait (a regular file,
- * /dev/null, or a descriptor in non-blocking mode, as Node leaves a pipe or a
- * socket once `process.stdout` has been touched, which fails with EAGAIN
- * instead of waiting): written at once, and tried again later when full.
- * `pool`: a write that could wait (a terminal, a blocking pipe): on one of
- * libuv's threads, which then does the waiting. Linux: the mode of the
- * descriptor comes from /proc; without it, `pool`, which is always safe.
- * A write on the pool costs the JavaScript thread a hop to a thread and
- * back (tens of microseconds when both cores are busy), so only where needed.
+ * Where to write a descriptor's text without ever waiting on the JavaScript
+ * thread for its reader. `direct`: written at once; a write that finds no
+ * room fails (EAGAIN) and is tried again later. That holds for a regular
+ * file and /dev/null, which never wait for a reader, and for a terminal or a
+ * pipe opened again through /proc in non-blocking mode: a description of
+ * dispatch's own, so the shell's stays as it was. A socket cannot be opened
+ * again; for fd 1, Node puts it in non-blocking mode once `process.stdout`
+ * exists. `pool`, when none of that works (no /proc): written on one of
+ * libuv's threads, which then does any waiting, but holds that thread while
+ * it waits, and keeps the process from exiting until it is done.
  */
-export function writeMode(fd: number): 'direct' | 'pool' {
+export function openTarget(fd: number): { readonly fd: number; readonly mode: 'direct' | 'pool' } {
   try {
     const stats = fstatSync(fd);
-    if (stats.isFile() || (stats.isCharacterDevice() && !isatty(fd))) return 'direct';
-    const flags = /^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
-    return flags !== undefined && (parseInt(flags, 8) & O_NONBLOCK) !== 0 ? 'direct' : 'pool';
+    if (stats.isFile() || (stats.isCharacterDevice() && !isatty(fd))) return { fd, mode: 'direct' };
+    try {
+      return { fd: openSync(`/proc/self/fd/${fd}`, constants.O_WRONLY | constants.O_NOCTTY | O_NONBLOCK), mode: 'direct' };
+    } catch {
+      // A socket (ENXIO), or no /proc.
+    }
+    if (fd === 1) void process.stdout;
+    return { fd, mode: nonBlocking(fd) ? 'direct' : 'pool' };
   } catch {
-    return 'pool';
+    return { fd, mode: 'pool' };
   }
+}
+
+function nonBlocking(fd: number): boolean {
+  const flags = /^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
+  return flags !== undefined && (parseInt(flags, 8) & O_NONBLOCK) !== 0;
 }
 
 /** Linux's O_NONBLOCK (Node's fs.constants has no such flag). */
@@ -73,9 +85,8 @@ const O_NONBLOCK = 0o4000;
  * Text for a file descriptor (stdout), in order, never waiting on the
  * JavaScript thread. Node writes to a terminal synchronously: a reader that
  * stops reading (an SSH session whose network stalls) would stop dispatch
- * answering the servers. Here a terminal is written on one of libuv's
- * threads, which does the waiting; a descriptor that cannot wait is written
- * at once, and tried again by a timer when full (`writeMode`). What is
+ * answering the servers. Here every write is one that cannot wait
+ * (`openTarget`): when the reader has no room, a timer tries again. What is
  * written in one turn of the event loop leaves in one write after it, one
  * write at a time. While the reader takes nothing, text queues up to
  * `maxQueued` characters; beyond that it is dropped, and a notice says how
@@ -91,14 +102,14 @@ export class FdOutput implements Output {
   #queue: Pending[] = [];
   #queued = 0;
   #scheduled = false;
-  /** The write under way: out on the pool, or (`retry`) waiting for the reader to make room. */
-  #writing: { readonly startedAt: number; retry?: { readonly bytes: Buffer; readonly offset: number; readonly done: () => void } } | undefined;
+  /** The write under way, since its last progress: out on the pool, or (`retry`) waiting for the reader to make room. */
+  #writing: { since: number; retry?: { readonly bytes: Buffer; readonly offset: number; readonly done: () => void } } | undefined;
   #retryMs = RETRY_MS;
   #dropped: { lines: number; since: number } | undefined;
   #closed = false;
   #idle: Array<() => void> = [];
-  /** Decided at the first write: by then dispatch has set stdout up. */
-  #mode: 'direct' | 'pool' | undefined;
+  /** Opened at the first write. */
+  #target: { readonly fd: number; readonly mode: 'direct' | 'pool' } | undefined;
 
   constructor(fd: number, options: FdOutputOptions = {}) {
     this.#fd = fd;
@@ -133,6 +144,15 @@ export class FdOutput implements Output {
     });
   }
 
+  /** How text is written (`openTarget`), once the first has been. */
+  get mode(): 'direct' | 'pool' | undefined {
+    return this.#target?.mode;
+  }
+
+  stalled(): boolean {
+    return this.#writing !== undefined && this.#now() - this.#writing.since > STALLED_MS;
+  }
+
   /**
    * Resolves once everything queued has been written, or after `timeoutMs`
    * (a reader that has stopped must not keep dispatch from exiting).
@@ -155,7 +175,7 @@ export class FdOutput implements Output {
    */
   flushSync(): void {
     const writing = this.#writing;
-    if (this.#closed || (writing && this.#now() - writing.startedAt > STALLED_MS)) return;
+    if (this.#closed || this.stalled()) return;
     const parts: Buffer[] = [];
     const callbacks: Array<() => void> = [];
     // A write waiting for room goes first. One out on the pool is its thread's to finish: it may land
@@ -174,7 +194,7 @@ export class FdOutput implements Output {
     let waited = 0;
     while (offset < bytes.byteLength) {
       try {
-        offset += writeSync(this.#fd, bytes, offset, bytes.byteLength - offset);
+        offset += writeSync(this.#target?.fd ?? this.#fd, bytes, offset, bytes.byteLength - offset);
       } catch (err) {
         // A non-blocking descriptor that is full: a little longer, then no more.
         if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' || waited >= STALLED_MS) break;
@@ -209,8 +229,8 @@ export class FdOutput implements Output {
     // Stays counted while it is out: the cap is on what waits for the reader.
     const text = queue.length === 1 ? queue[0]!.text : queue.map((p) => p.text).join('');
     this.#queue = [];
-    this.#writing = { startedAt: this.#now() };
-    this.#mode ??= writeMode(this.#fd);
+    this.#writing = { since: this.#now() };
+    this.#target ??= openTarget(this.#fd);
     this.#send(Buffer.from(text, 'utf8'), 0, () => {
       this.#queued = Math.max(0, this.#queued - text.length);
       for (const p of queue) p.written?.();
@@ -218,13 +238,14 @@ export class FdOutput implements Output {
   }
 
   #send(bytes: Buffer, offset: number, done: () => void): void {
-    if (this.#mode === 'pool') {
-      fsWrite(this.#fd, bytes, offset, bytes.byteLength - offset, null, (err, written) => this.#sent(bytes, offset, done, err, written));
+    const target = this.#target!;
+    if (target.mode === 'pool') {
+      fsWrite(target.fd, bytes, offset, bytes.byteLength - offset, null, (err, written) => this.#sent(bytes, offset, done, err, written));
       return;
     }
     let written = 0;
     try {
-      written = writeSync(this.#fd, bytes, offset, bytes.byteLength - offset);
+      written = writeSync(target.fd, bytes, offset, bytes.byteLength - offset);
     } catch (err) {
       this.#sent(bytes, offset, done, err as NodeJS.ErrnoException, 0);
       return;
@@ -248,9 +269,10 @@ export class FdOutput implements Output {
     }
     if (err) return this.#close(err, done);
     this.#retryMs = RETRY_MS;
+    if (written > 0) this.#writing!.since = this.#now();
     if (offset + written < bytes.byteLength) {
       // Part of it: the rest as soon as there is room (a direct write would only find it full now).
-      if (this.#mode === 'pool') return this.#send(bytes, offset + written, done);
+      if (this.#target!.mode === 'pool') return this.#send(bytes, offset + written, done);
       return this.#sent(bytes, offset + written, done, Object.assign(new Error('EAGAIN'), { code: 'EAGAIN' }), 0);
     }
     this.#writing = undefined;

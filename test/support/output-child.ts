@@ -10,7 +10,7 @@
  */
 import { appendFileSync, readFileSync } from 'node:fs';
 import { isatty } from 'node:tty';
-import { FdOutput, writeMode } from '../../src/ui/output.ts';
+import { FdOutput } from '../../src/ui/output.ts';
 
 const [file = '', linesArg = '1000', maxArg = '-', ...flags] = process.argv.slice(2);
 const lines = Number(linesArg);
@@ -32,7 +32,7 @@ for (let turn = 0; turn < 100; turn += 1) {
   if (flags.includes('exit') && turn === 99) process.exit(0);
   await new Promise((resolve) => setTimeout(resolve, 2));
 }
-say({ stalled: true, ticks, terminal: isatty(1), nonblocking: (parseInt(flagsOctal, 8) & 0o4000) !== 0, mode: writeMode(1) });
+say({ stalled: true, ticks, terminal: isatty(1), nonblocking: (parseInt(flagsOctal, 8) & 0o4000) !== 0, mode: out.mode });
 await out.idle(60_000);
 for (let i = 0; i < 100; i += 1) out.write(`after ${i}\n`);
 await out.idle(60_000);

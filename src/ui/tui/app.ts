@@ -250,15 +250,26 @@ export class Tui {
     const { stdin } = this.#options;
     if (stdin.listenerCount('data') === 0 && !stdin.isRaw) return;
     stdin.off('data', this.#onKeys);
-    if (stdin.isTTY && typeof stdin.setRawMode === 'function') stdin.setRawMode(false);
+    if (stdin.isTTY && typeof stdin.setRawMode === 'function' && this.#lineModeNow()) stdin.setRawMode(false);
     stdin.pause();
+  }
+
+  /**
+   * Whether line mode may come back now. Node (libuv) changes the mode once
+   * what was written has left (TCSADRAIN): a pseudo-terminal (SSH) never
+   * makes that wait, but a serial console whose output is held (flow
+   * control) does, for as long as it is held. Node puts the mode back as it
+   * found it when the process exits anyway, without waiting.
+   */
+  #lineModeNow(): boolean {
+    return this.#out.stalled?.() !== true;
   }
 
   /** Dispatch is dying with the TUI on screen: line mode and the cursor back, synchronously. */
   #giveBack(): void {
     if (this.#unmounted) return;
     const { stdin } = this.#options;
-    if (stdin.isRaw && typeof stdin.setRawMode === 'function') stdin.setRawMode(false);
+    if (stdin.isRaw && typeof stdin.setRawMode === 'function' && this.#lineModeNow()) stdin.setRawMode(false);
     this.#out.write(SHOW_CURSOR);
     this.#out.flushSync();
   }
