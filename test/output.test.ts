@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { openTarget } from '../src/ui/output.ts';
+import { childOf } from './bench/processes.ts';
 
 // src/ui/output.ts through real pipes: a child process writes its stdout
 // through FdOutput while this process reads it, or stops reading.
@@ -36,6 +37,9 @@ function child(t: TestContext, args: string[], options: { terminal?: boolean } =
     ? spawn('script', ['-qfec', `stty -onlcr; exec ${quoted}`, '/dev/null'], { stdio: ['ignore', 'pipe', 'pipe'] })
     : spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   t.after(() => {
+    // Under script, the writer is script's child: it goes first, then script and the folder.
+    const writer = options.terminal ? childOf(proc.pid!) : undefined;
+    if (writer) process.kill(writer, 'SIGKILL');
     proc.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   });

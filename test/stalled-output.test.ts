@@ -1,12 +1,12 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, constants, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { freePort } from './bench/processes.ts';
+import { childOf, freePort } from './bench/processes.ts';
 import { FIRMWARE_HEADERS, send } from './fleet/http.ts';
 import { loopbackAddress } from './fleet/simulator.ts';
 
@@ -56,24 +56,6 @@ async function headsFromEveryServer(port: number, pauseMs = 0): Promise<void> {
     }
   };
   await Promise.all(Array.from({ length: pauseMs > 0 ? 5 : 20 }, worker));
-}
-
-/** The process whose parent is `pid` (script's shell execs dispatch, so dispatch is script's child). */
-function childOf(pid: number): number | undefined {
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = (() => {
-      try {
-        return readFileSync(`/proc/${entry}/stat`, 'utf8');
-      } catch {
-        return '';
-      }
-    })();
-    // pid (comm) state ppid …: comm may hold spaces, so count from its closing parenthesis.
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    if (ppid === pid) return Number(entry);
-  }
-  return undefined;
 }
 
 /**
