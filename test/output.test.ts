@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { openTarget } from '../src/ui/output.ts';
+import { nonBlocking, openTarget } from '../src/ui/output.ts';
 import { childOf } from './bench/processes.ts';
 
 // src/ui/output.ts through real pipes: a child process writes its stdout
@@ -15,10 +15,6 @@ import { childOf } from './bench/processes.ts';
 const CHILD = fileURLToPath(new URL('./support/output-child.ts', import.meta.url));
 const LINE = (i: number) => `line ${i} ${'x'.repeat(90)}`;
 
-/** The descriptor's open file is in non-blocking mode (Linux: /proc). */
-function nonBlocking(fd: number): boolean {
-  return (parseInt(/flags:\s*(\d+)/.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))![1]!, 8) & 0o4000) !== 0;
-}
 
 /**
  * The child, with its stdout not read until `read()`, and what it says (in a

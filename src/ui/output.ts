@@ -73,7 +73,8 @@ export function openTarget(fd: number): { readonly fd: number; readonly mode: 'd
   }
 }
 
-function nonBlocking(fd: number): boolean {
+/** The descriptor's open file is in non-blocking mode (Linux: /proc; throws without it). */
+export function nonBlocking(fd: number): boolean {
   const flags = /^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
   return flags !== undefined && (parseInt(flags, 8) & O_NONBLOCK) !== 0;
 }
@@ -189,12 +190,15 @@ export class FdOutput implements Output {
     }
     const queue = this.#take();
     if (queue.length > 0) parts.push(Buffer.from(queue.map((p) => p.text).join(''), 'utf8'));
+    if (parts.length === 0) return;
     const bytes = Buffer.concat(parts);
+    // Text that never had a write of its own (e.g. printed just before exiting) goes the same non-blocking way.
+    const target = (this.#target ??= openTarget(this.#fd));
     let offset = 0;
     let waited = 0;
     while (offset < bytes.byteLength) {
       try {
-        offset += writeSync(this.#target?.fd ?? this.#fd, bytes, offset, bytes.byteLength - offset);
+        offset += writeSync(target.fd, bytes, offset, bytes.byteLength - offset);
       } catch (err) {
         // A non-blocking descriptor that is full: a little longer, then no more.
         if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' || waited >= STALLED_MS) break;

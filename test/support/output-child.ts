@@ -8,14 +8,14 @@
  * FdOutput writes to it; `closed`;
  * `done`, after 100 more lines written once the first ones are out.
  */
-import { appendFileSync, readFileSync } from 'node:fs';
+import { appendFileSync } from 'node:fs';
 import { isatty } from 'node:tty';
-import { FdOutput } from '../../src/ui/output.ts';
+import { FdOutput, nonBlocking } from '../../src/ui/output.ts';
 
 const [file = '', linesArg = '1000', maxArg = '-', ...flags] = process.argv.slice(2);
 const lines = Number(linesArg);
 const say = (what: Record<string, unknown>) => appendFileSync(file, `${JSON.stringify(what)}\n`);
-const flagsOctal = /flags:\s*(\d+)/.exec(readFileSync('/proc/self/fdinfo/1', 'utf8'))![1]!;
+const nonblocking = nonBlocking(1);
 const out = new FdOutput(1, {
   ...(maxArg === '-' ? {} : { maxQueued: Number(maxArg) }),
   droppedNotice: (dropped) => `-- ${dropped} dropped\n`,
@@ -32,7 +32,7 @@ for (let turn = 0; turn < 100; turn += 1) {
   if (flags.includes('exit') && turn === 99) process.exit(0);
   await new Promise((resolve) => setTimeout(resolve, 2));
 }
-say({ stalled: true, ticks, terminal: isatty(1), nonblocking: (parseInt(flagsOctal, 8) & 0o4000) !== 0, mode: out.mode });
+say({ stalled: true, ticks, terminal: isatty(1), nonblocking, mode: out.mode });
 await out.idle(60_000);
 for (let i = 0; i < 100; i += 1) out.write(`after ${i}\n`);
 await out.idle(60_000);
