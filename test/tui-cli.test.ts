@@ -9,6 +9,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { runFleet, type FleetLog, type ServerPlan } from './fleet/simulator.ts';
+import { childOf } from './bench/processes.ts';
 import { builtCli } from './support/built.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -51,6 +52,17 @@ function ciRun(t: Cleanup, args: readonly string[]) {
     child.stdout.on('data', look);
   });
   return { url, exited, output };
+}
+
+/** Each thread of a process and its nice value (Linux: /proc/PID/task/TID/stat, field 19). */
+async function threadNiceness(pid: number): Promise<Map<number, number>> {
+  const niceness = new Map<number, number>();
+  for (const tid of await readdir(`/proc/${pid}/task`)) {
+    const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8').catch(() => '');
+    // pid (comm) state …: count from comm's closing parenthesis; nice is the 19th field, the 17th after it.
+    if (stat !== '') niceness.set(Number(tid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]));
+  }
+  return niceness;
 }
 
 function assertFleetClean(log: FleetLog) {
@@ -170,6 +182,17 @@ describe('the TUI in a real terminal (tmux)', async () => {
     assert.match(first, /^\s+JOB\s+SERVER\s+SEEN\s+SIZE\s+PROGRESS\s+IN STATE\s+ISSUE/m);
     assert.match(first, /^· big-1\.efi\s+-\s+24\.0M/m);
     assert.match(first, /3 unassigned {2}0 finished {2}0 failed {2}0 powered off/);
+
+    // Drawing yields to serving: the drawing thread runs at the lowest priority, the thread that answers the servers at its own.
+    const shell = Number((await tmux('display-message', '-p', '-t', 'lab', '#{pane_pid}')).trim());
+    const dispatchPid = childOf(shell);
+    assert.ok(dispatchPid !== undefined, 'dispatch is not running under the pane');
+    // Every thread starts at the nice value the shell gave dispatch (0 unless the test itself runs niced).
+    const base = (await threadNiceness(shell)).get(shell)!;
+    const niceness = await threadNiceness(dispatchPid);
+    const threads = JSON.stringify([...niceness]);
+    assert.equal(niceness.get(dispatchPid), base, `the main thread; threads and their nice values: ${threads}`);
+    if (base < 19) assert.deepEqual([...niceness.values()].filter((nice) => nice !== base), [19], `threads and their nice values: ${threads}`);
 
     // Two slow servers: the downloads are on screen while they run.
     const fleet = runFleet({ url, servers: 2, bytesPerSecond: 6 * 1024 * 1024, firmwareRetries: 3, deadlineMs: 60_000 });

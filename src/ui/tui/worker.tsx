@@ -7,6 +7,9 @@
  * second, and writes what this thread draws to the terminal.
  */
 import { EventEmitter } from 'node:events';
+import { readlinkSync } from 'node:fs';
+import { constants, setPriority } from 'node:os';
+import { basename } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { render, useStdout } from 'ink';
@@ -151,6 +154,24 @@ function Live({ lab, last = false }: { readonly lab: Lab; readonly last?: boolea
   );
 }
 
+/**
+ * Give this thread the lowest priority. On Linux each thread has a nice
+ * value of its own: drawing then yields to the main thread whenever both
+ * want a core (a rush on a small machine), and loses nothing while one is
+ * free. The thread's id comes from /proc/thread-self, read synchronously:
+ * an asynchronous read would run on a thread of libuv's pool, and name that
+ * thread. Without /proc (not Linux), drawing keeps the priority it has.
+ */
+function lowerPriority(): void {
+  try {
+    const tid = Number(basename(readlinkSync('/proc/thread-self')));
+    if (Number.isSafeInteger(tid) && tid > 0) setPriority(tid, constants.priority.PRIORITY_LOW);
+  } catch {
+    // No /proc, or no right to change it: nothing is lost but the priority.
+  }
+}
+
+lowerPriority();
 const data = workerData as DrawerData;
 const shared = new Int32Array(data.shared);
 /** Tell the main thread, waiting in unmount(), that nothing more will come from here. */
