@@ -9,7 +9,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { runFleet, type FleetLog, type ServerPlan } from './fleet/simulator.ts';
-import { childOf } from './bench/processes.ts';
+import { childOf, statFields } from './bench/processes.ts';
 import { builtCli } from './support/built.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -59,8 +59,8 @@ async function threadNiceness(pid: number): Promise<Map<number, number>> {
   const niceness = new Map<number, number>();
   for (const tid of await readdir(`/proc/${pid}/task`)) {
     const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8').catch(() => '');
-    // pid (comm) state …: count from comm's closing parenthesis; nice is the 19th field, the 17th after it.
-    if (stat !== '') niceness.set(Number(tid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]));
+    // nice is the 19th field, the 17th after the command name.
+    if (stat !== '') niceness.set(Number(tid), Number(statFields(stat)[16]));
   }
   return niceness;
 }

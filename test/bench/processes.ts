@@ -26,6 +26,15 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/**
+ * The fields of a /proc/…/stat text after the command name, from the state
+ * on (state, ppid, …): the name may hold spaces, so they count from its
+ * closing parenthesis.
+ */
+export function statFields(text: string): string[] {
+  return text.slice(text.lastIndexOf(')') + 2).split(' ');
+}
+
 /** A process whose parent is `pid` (Linux: /proc), e.g. what script(1) runs: its shell execs the command. */
 export function childOf(pid: number): number | undefined {
   for (const entry of readdirSync('/proc')) {
@@ -37,8 +46,7 @@ export function childOf(pid: number): number | undefined {
         return '';
       }
     })();
-    // pid (comm) state ppid …: comm may hold spaces, so count from its closing parenthesis.
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    const ppid = Number(statFields(stat)[1]);
     if (ppid === pid) return Number(entry);
   }
   return undefined;
@@ -64,8 +72,8 @@ export async function cpuOf(pid: number): Promise<number> {
  */
 export async function cpuSplitOf(pid: number, thread?: number): Promise<{ user: number; system: number }> {
   const text = await readFile(thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`, 'utf8').catch(() => '');
-  // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  // utime and stime are the 12th and 13th fields after the command name.
+  const fields = statFields(text);
   return { user: (Number(fields[11]) * 1000) / 100, system: (Number(fields[12]) * 1000) / 100 };
 }
 
