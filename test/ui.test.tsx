@@ -1,14 +1,17 @@
 import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
 import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { stripVTControlCharacters } from 'node:util';
 import { render } from 'ink-testing-library';
 import { SimulatedClock } from 'xstate';
 import { Completion, Queue, type QueueEvent, type Verdict } from '../src/jobs/index.ts';
 import { eventRecord, formatEvent, LabModel, liveRows, summaryTable } from '../src/ui/index.ts';
-import { drawingEnv, Tui } from '../src/ui/tui/app.ts';
+import { DRAWER_HEAP, drawingEnv, Tui } from '../src/ui/tui/app.ts';
 import { busyBetween, framePace } from '../src/ui/tui/pace.ts';
 import { rowParts, Screen, type Serving } from '../src/ui/tui/screen.tsx';
 import type { JobRow } from '../src/ui/model.ts';
+import { START_FLAGS } from './bench/processes.ts';
 import { fakeTerminal } from './support/terminal.ts';
 import { fakeWorkload } from './support/workloads.ts';
 
@@ -253,6 +256,16 @@ describe('what the TUI costs a long run', () => {
     assert.equal(framePace(100, 400), 500, 'never slower than 2 frames a second');
     assert.equal(framePace(100, 2, 0.5), 100);
     assert.equal(framePace(100, 2, 0.9), 500, 'the event loop busy answering servers: 2 frames a second');
+  });
+
+  test("the drawing thread's heap has limits of its own, even when node is given a young-generation size (npm start)", () => {
+    const probe = fileURLToPath(new URL('./support/drawer-heap.ts', import.meta.url));
+    const out = execFileSync(process.execPath, [...START_FLAGS, '--import', 'tsx', probe], { encoding: 'utf8' });
+    const heap = JSON.parse(out) as { workerNewSpaceMb: number; workerLimitMb: number; mainNewSpaceMb: number };
+    assert.ok(START_FLAGS.some((flag) => flag.startsWith('--max-semi-space-size=')), `npm start's flags: ${START_FLAGS.join(' ')}`);
+    assert.ok(heap.workerNewSpaceMb <= DRAWER_HEAP.maxYoungGenerationSizeMb, `the drawing thread's young generation: ${heap.workerNewSpaceMb} MB`);
+    assert.ok(heap.workerLimitMb <= DRAWER_HEAP.maxOldGenerationSizeMb + DRAWER_HEAP.maxYoungGenerationSizeMb, `the drawing thread's heap limit: ${heap.workerLimitMb} MB`);
+    assert.ok(heap.mainNewSpaceMb > DRAWER_HEAP.maxYoungGenerationSizeMb, `the main thread keeps the young generation it started with: ${heap.mainNewSpaceMb} MB`);
   });
 
   test("the main thread's business is measured between two of its event-loop samples", () => {
