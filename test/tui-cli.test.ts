@@ -9,7 +9,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { runFleet, type FleetLog, type ServerPlan } from './fleet/simulator.ts';
-import { childOf, statFields } from './bench/processes.ts';
+import { childOf, threadsOf } from './bench/processes.ts';
 import { builtCli } from './support/built.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -56,13 +56,7 @@ function ciRun(t: Cleanup, args: readonly string[]) {
 
 /** Each thread of a process and its nice value (Linux: /proc/PID/task/TID/stat, field 19). */
 async function threadNiceness(pid: number): Promise<Map<number, number>> {
-  const niceness = new Map<number, number>();
-  for (const tid of await readdir(`/proc/${pid}/task`)) {
-    const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8').catch(() => '');
-    // nice is the 19th field, the 17th after the command name.
-    if (stat !== '') niceness.set(Number(tid), Number(statFields(stat)[16]));
-  }
-  return niceness;
+  return new Map((await threadsOf(pid)).map((thread) => [thread.tid, thread.nice]));
 }
 
 function assertFleetClean(log: FleetLog) {

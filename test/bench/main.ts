@@ -8,7 +8,7 @@ import { loopbackAddress } from '../fleet/simulator.ts';
 import { curlAll, type Downloads } from './curl.ts';
 import { CALLS, startFleetClient } from './fleet-client.ts';
 import { startProbe } from './probe.ts';
-import { cpuOf, cpuSplitOf, mainThreadCpuOf, freePort, nginxAvailable, startDispatchCli, startFloor, startNginx, type Spawned } from './processes.ts';
+import { cpuOf, cpuSplitOf, mainThreadCpuOf, freePort, nginxAvailable, startDispatchCli, startFloor, startNginx, threadsOf, type Spawned } from './processes.ts';
 
 /**
  * `npm run bench [-- --quick] [--only throughput,memory,fleet,cache] [--clients 1,4,16] [--fleet-spread 0,5000,20000|none] [--fleet-tui 5000|none] [--cpu-prof DIR]`
@@ -194,6 +194,13 @@ async function memory(big: string) {
   await release(dispatch);
 }
 
+/** CPU ms used so far by the threads of dispatch that run below its main thread's priority: the TUI's drawing thread (worker.tsx). */
+async function drawingThreadCpuOf(pid: number): Promise<number> {
+  const threads = await threadsOf(pid);
+  const main = threads.find((thread) => thread.tid === pid);
+  return threads.filter((thread) => main !== undefined && thread.nice > main.nice).reduce((sum, thread) => sum + thread.cpuMs, 0);
+}
+
 async function fleet(spreadMs: number, options: { readonly tui?: boolean } = {}) {
   const when = spreadMs === 0 ? 'all in the same instant' : `powered on within ${fmt(spreadMs / 1000, 1)} s of each other`;
   const drawing = options.tui ? `, dispatch drawing its TUI on a ${TUI_TERMINAL.columns}x${TUI_TERMINAL.rows} pseudo-terminal` : '';
@@ -225,8 +232,10 @@ async function fleet(spreadMs: number, options: { readonly tui?: boolean } = {})
     const probe = startProbe(dispatch.origin);
     const cpuBefore = await cpuSplitOf(dispatch.pid);
     const mainBefore = await mainThreadCpuOf(dispatch.pid);
+    const drawingBefore = await drawingThreadCpuOf(dispatch.pid);
     const run = await client.run(config(dispatch.url));
     const main = (await mainThreadCpuOf(dispatch.pid)) - mainBefore;
+    const drawing = (await drawingThreadCpuOf(dispatch.pid)) - drawingBefore;
     const cpu = cpuSince(await cpuSplitOf(dispatch.pid), cpuBefore);
     const probed = (await probe.stop()).sort((a, b) => a - b);
     const peak = await dispatch.peak();
@@ -255,7 +264,7 @@ async function fleet(spreadMs: number, options: { readonly tui?: boolean } = {})
     );
     const late = run.loopDelayMs;
     console.log(
-      `dispatch peak RSS ${mb(Math.max(peak.sampled, peak.hwm))}; CPU used: dispatch ${fmt(cpu.user + cpu.system)} ms (user ${fmt(cpu.user)}, system ${fmt(cpu.system)}; its JavaScript thread ${fmt(main)}), the fleet client (a process of its own) ${fmt(run.cpuMs.user + run.cpuMs.system)} ms (user ${fmt(run.cpuMs.user)}, system ${fmt(run.cpuMs.system)}), whose event loop was late by p50 ${fmt(late.p50, 1)} / p99 ${fmt(late.p99, 1)} / max ${fmt(late.max, 1)} ms (included in the latencies); client RSS ${mb(run.rss.start)} at the start, peak ${mb(run.rss.peak)}`,
+      `dispatch peak RSS ${mb(Math.max(peak.sampled, peak.hwm))}; CPU used: dispatch ${fmt(cpu.user + cpu.system)} ms (user ${fmt(cpu.user)}, system ${fmt(cpu.system)}; its JavaScript thread ${fmt(main)}${options.tui ? `, its drawing thread ${fmt(drawing)}` : ''}), the fleet client (a process of its own) ${fmt(run.cpuMs.user + run.cpuMs.system)} ms (user ${fmt(run.cpuMs.user)}, system ${fmt(run.cpuMs.system)}), whose event loop was late by p50 ${fmt(late.p50, 1)} / p99 ${fmt(late.p99, 1)} / max ${fmt(late.max, 1)} ms (included in the latencies); client RSS ${mb(run.rss.start)} at the start, peak ${mb(run.rss.peak)}`,
     );
   } finally {
     await client.stop();

@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -294,6 +294,26 @@ export async function startFloor(port: number, workload: string, poweroff: strin
       await terminate(child);
     },
   };
+}
+
+/** One thread of a process (Linux: /proc/PID/task): its nice value and the CPU ms it has used so far. */
+export interface ThreadStat {
+  readonly tid: number;
+  readonly nice: number;
+  readonly cpuMs: number;
+}
+
+/** Every thread of a process now; a thread that ends while it is read is left out. */
+export async function threadsOf(pid: number): Promise<ThreadStat[]> {
+  const threads: ThreadStat[] = [];
+  for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [])) {
+    const text = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8').catch(() => '');
+    if (text === '') continue;
+    // utime, stime and nice are the 14th, 15th and 19th fields: the 12th, 13th and 17th after the command name.
+    const fields = statFields(text);
+    threads.push({ tid: Number(tid), nice: Number(fields[16]), cpuMs: ((Number(fields[11]) + Number(fields[12])) * 1000) / 100 });
+  }
+  return threads;
 }
 
 /** CPU ms the process's main thread (dispatch's JavaScript thread) has used so far. */
