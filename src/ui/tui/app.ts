@@ -66,12 +66,13 @@ const SHOW_CURSOR = '\x1b[?25h';
  * The drawing thread's heap, in MB. With Node's own limits (those of the
  * main thread) its heap grew to 90 MB for 32 MB of live data: V8 lets a heap
  * whose limit is large grow four times over after each full collection, and
- * gives its young generation 32 MB. With these, a 1,000-server fleet drawn
- * on a 160x50 terminal peaks at 182-190 MB of RSS instead of 246-251 MB (the
- * bench's TUI fleet): under a limit this far below Node's, V8 grows the
- * heap by less than twice (its MemoryController), and ink's short-lived
- * objects die in a 4 MB space instead of 16. The live data is about 16 MB for 1,000 jobs, plus
- * yoga's 16 MB, so 512 leaves room for labs many times larger; a drawing
+ * gave its young generation 32 MB. Under a limit this far below Node's, V8
+ * grows the heap by less than twice (its MemoryController), and ink's
+ * short-lived objects die in 4 MB semi-spaces instead of 16. The bench's
+ * TUI fleet (1,000 servers drawn on a 160x50 terminal) then peaks at
+ * 185-194 MB of RSS instead of 243-257 MB, for the same CPU. Its live data
+ * was 32 MB (yoga's 16 among it), and the model of 100,000 finished jobs
+ * holds 62 MB, so 512 leaves room for labs far larger than that; a drawing
  * thread that ran out would stop, and the run would go on with plain lines
  * (Tui's #fail).
  */
