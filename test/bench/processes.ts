@@ -72,8 +72,11 @@ export async function cpuOf(pid: number): Promise<number> {
  */
 export async function cpuSplitOf(pid: number, thread?: number): Promise<{ user: number; system: number }> {
   const text = await readFile(thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`, 'utf8').catch(() => '');
-  // utime and stime are the 12th and 13th fields after the command name.
-  const fields = statFields(text);
+  return cpuOfStat(statFields(text));
+}
+
+/** User and kernel CPU ms from /proc stat fields (statFields): utime and stime, the 12th and 13th after the command name, in 1/100 s. */
+function cpuOfStat(fields: readonly string[]): { user: number; system: number } {
   return { user: (Number(fields[11]) * 1000) / 100, system: (Number(fields[12]) * 1000) / 100 };
 }
 
@@ -309,9 +312,10 @@ export async function threadsOf(pid: number): Promise<ThreadStat[]> {
   for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [])) {
     const text = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8').catch(() => '');
     if (text === '') continue;
-    // utime, stime and nice are the 14th, 15th and 19th fields: the 12th, 13th and 17th after the command name.
+    // nice is the 19th field, the 17th after the command name.
     const fields = statFields(text);
-    threads.push({ tid: Number(tid), nice: Number(fields[16]), cpuMs: ((Number(fields[11]) + Number(fields[12])) * 1000) / 100 });
+    const { user, system } = cpuOfStat(fields);
+    threads.push({ tid: Number(tid), nice: Number(fields[16]), cpuMs: user + system });
   }
   return threads;
 }

@@ -79,19 +79,15 @@ const SHOW_CURSOR = '\x1b[?25h';
 export const DRAWER_HEAP = { maxOldGenerationSizeMb: 512, maxYoungGenerationSizeMb: 12 } as const;
 
 /**
- * Let a worker's young-generation limit apply. A `--max-semi-space-size`
- * given to node (`npm start` gives 16) wins over the limit a worker asks
- * for. V8 sizes a heap when it makes the isolate: the main thread's was
- * sized at startup and keeps its size (measured on Node 20 and 24), so
- * clearing the flag now reaches only isolates made from here on.
+ * How the drawing thread starts: its data, its environment, its heap. A
+ * `--max-semi-space-size` given to node (`npm start` gives 16) wins over the
+ * young-generation limit a worker asks for, so it is cleared first. V8 sizes
+ * a heap when it makes the isolate: the main thread's was sized at startup
+ * and keeps its size (measured on Node 20 and 24), so clearing the flag now
+ * reaches only isolates made from here on.
  */
-export function letWorkerHeapLimitsApply(): void {
-  setFlagsFromString('--max-semi-space-size=0');
-}
-
-/** How the drawing thread starts: its data, its environment, its heap. */
 export function drawerOptions(data: DrawerData, env: NodeJS.ProcessEnv): WorkerOptions {
-  letWorkerHeapLimitsApply();
+  setFlagsFromString('--max-semi-space-size=0');
   return { workerData: data, transferList: [data.output], env, resourceLimits: DRAWER_HEAP };
 }
 
