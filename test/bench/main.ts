@@ -105,7 +105,13 @@ const fmt = (n: number, digits = 0) => n.toFixed(digits);
 const rate = (d: Downloads) => mib(d.bytes) / (d.ms / 1000);
 const mb = (bytes: number) => `${fmt(bytes / 1e6)} MB`;
 
-/** Random bytes (not sparse, not compressible), written in 16 MiB pieces. */
+/**
+ * Random bytes (not sparse, not compressible), written in 16 MiB pieces and
+ * synced: otherwise the kernel writes the dirty pages back 30 s later
+ * (vm.dirty_expire_centisecs), in the middle of the throughput rounds, and
+ * takes CPU from whichever server runs then (measured: 1 GiB dirty until
+ * the 4-client rounds).
+ */
 async function makeFile(path: string, size: number): Promise<void> {
   const handle = await open(path, 'w');
   const chunk = Buffer.allocUnsafe(16 * MiB);
@@ -115,6 +121,7 @@ async function makeFile(path: string, size: number): Promise<void> {
       randomFillSync(chunk, 0, length);
       await handle.write(chunk, 0, length, at);
     }
+    await handle.sync();
   } finally {
     await handle.close();
   }
@@ -335,7 +342,7 @@ try {
     big = join(scratch, 'big.img');
     const t = Date.now();
     await makeFile(big, SIZE);
-    console.log(`(made a ${fmt(mib(SIZE))} MiB file of random bytes in ${Date.now() - t} ms)`);
+    console.log(`(made and synced a ${fmt(mib(SIZE))} MiB file of random bytes in ${Date.now() - t} ms)`);
   }
   if (sections.has('throughput') && !interrupted) await throughput(big!);
   if (sections.has('memory') && !interrupted) await memory(big!);
