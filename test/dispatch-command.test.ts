@@ -118,6 +118,7 @@ describe("the dispatch command runs under npm start's young-generation limit", (
     assert.equal(command.rerunArgs(node, ['--max-semi-space-size=8'], script, [], undefined), undefined);
     assert.equal(command.rerunArgs(node, ['--max_semi_space_size=64'], script, [], undefined), undefined);
     assert.equal(command.rerunArgs(node, [], script, [], '--max-old-space-size=900  --max-semi-space-size=4'), undefined);
+    assert.equal(command.rerunArgs(node, [], script, [], '"--max-semi-space-size=4"'), undefined);
   });
 
   test('a debugger keeps the program it attached to', () => {

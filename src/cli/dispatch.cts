@@ -35,7 +35,8 @@ const DEBUGGER_FLAG = /^--(inspect|debug)/;
  * program it attached to.
  */
 function rerunArgs(execPath: string, execArgv: readonly string[], script: string, args: readonly string[], nodeOptions: string | undefined): string[] | undefined {
-  const given = [...execArgv, ...(nodeOptions ?? '').split(/\s+/)];
+  // NODE_OPTIONS takes words in double quotes too.
+  const given = [...execArgv, ...(nodeOptions ?? '').split(/\s+/).map((word) => word.replace(/^"/, ''))];
   if (given.some((flag) => SEMI_SPACE_FLAG.test(flag) || DEBUGGER_FLAG.test(flag))) return undefined;
   return [execPath, YOUNG_GENERATION_FLAG, ...execArgv, script, ...args];
 }
