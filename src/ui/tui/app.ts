@@ -82,10 +82,9 @@ export const DRAWER_HEAP = { maxOldGenerationSizeMb: 512, maxYoungGenerationSize
  * How the drawing thread starts: its data, its environment, its heap. A
  * `--max-semi-space-size` given to node (the dispatch command runs with 16)
  * wins over the young-generation limit a worker asks for, so it is cleared
- * first. V8 sizes
- * a heap when it makes the isolate: the main thread's was sized at startup
- * and keeps its size (measured on Node 20 and 24), so clearing the flag now
- * reaches only isolates made from here on.
+ * first. V8 sizes a heap when it makes the isolate: the main thread's was
+ * sized at startup and keeps its size (measured on Node 20 and 24), so
+ * clearing the flag now reaches only isolates made from here on.
  */
 export function drawerOptions(data: DrawerData, env: NodeJS.ProcessEnv): WorkerOptions {
   setFlagsFromString('--max-semi-space-size=0');
