@@ -232,6 +232,20 @@ async function fleet(spreadMs: number, options: { readonly tui?: boolean } = {})
     await floorClient.stop();
     await release(floorServer);
   });
+  // Then nginx answering the same calls from its config: what a native server does on this machine. It keeps no
+  // state, so it never hands out poweroff.efi: its servers run one boot (HEAD, GET, POST, PUT) and stop there.
+  let nginxRun: Awaited<ReturnType<typeof floorClient.run>> | undefined;
+  let nginxCpu = { user: NaN, system: NaN };
+  if (nginxAvailable()) {
+    const nginx = own(await startNginx(join(scratch, `nginx-${name}`), scratch, await freePort(), { path: '/dispatch', file: 'small.efi' }));
+    const nginxClient = await startFleetClient();
+    const before = await cpuSplitOf(nginx.pid);
+    nginxRun = await nginxClient.run({ ...config(`${nginx.origin}/dispatch`), maxBoots: 1 }).finally(async () => {
+      nginxCpu = cpuSince(await cpuSplitOf(nginx.pid), before);
+      await nginxClient.stop();
+      await release(nginx);
+    });
+  }
   const dispatch = own(await startDispatchCli({ home, port: await freePort(), args: ['--dir', dir], nodeFlags, ...(options.tui ? { terminal: TUI_TERMINAL } : {}) }));
   // Loaded before any baseline: its start-up is not in the figures.
   const client = await startFleetClient(nodeFlags);
@@ -258,12 +272,18 @@ async function fleet(spreadMs: number, options: { readonly tui?: boolean } = {})
     }
     console.log("each call timed from writing its request to the last byte of its answer; connect: the TCP handshake before a connection's first request");
     console.log(`floor: the same client against a bare node:http server that only answers (test/bench/floor.ts), just before: wall ${fmt(floorRun.wallMs)} ms, errors ${floorRun.errors}, CPU ${fmt(floorCpu.user + floorCpu.system)} ms (user ${fmt(floorCpu.user)}, system ${fmt(floorCpu.system)})`);
-    console.log('call     count   p50 ms   p99 ms   max ms   | floor p50   p99 ms');
-    for (const call of CALLS) {
-      const ms = [...run.ms[call]].sort((a, b) => a - b);
-      const floor = [...floorRun.ms[call]].sort((a, b) => a - b);
+    if (nginxRun) {
       console.log(
-        `${call.padEnd(7)}  ${String(ms.length).padStart(5)}  ${fmt(percentile(ms, 50), 1).padStart(7)}  ${fmt(percentile(ms, 99), 1).padStart(7)}  ${fmt(ms.at(-1) ?? NaN, 1).padStart(7)}   | ${fmt(percentile(floor, 50), 1).padStart(9)}  ${fmt(percentile(floor, 99), 1).padStart(7)}`,
+        `nginx: the same client against nginx answering the same calls from its config (one worker, as in throughput), just before: wall ${fmt(nginxRun.wallMs)} ms, errors ${nginxRun.errors}, CPU ${fmt(nginxCpu.user + nginxCpu.system)} ms (user ${fmt(nginxCpu.user)}, system ${fmt(nginxCpu.system)}); one boot per server, no poweroff.efi, so its HEAD and GET rows hold ${nginxRun.ms.HEAD.length} calls`,
+      );
+    } else console.log('nginx not found at /usr/sbin/nginx: its column is left out (install it with `apt-get install nginx`)');
+    console.log(`call     count   p50 ms   p99 ms   max ms   | floor p50   p99 ms${nginxRun ? '   | nginx p50   p99 ms' : ''}`);
+    const sorted = (values: readonly number[]) => [...values].sort((a, b) => a - b);
+    const p50p99 = (values: readonly number[]) => `${fmt(percentile(values, 50), 1).padStart(9)}  ${fmt(percentile(values, 99), 1).padStart(7)}`;
+    for (const call of CALLS) {
+      const ms = sorted(run.ms[call]);
+      console.log(
+        `${call.padEnd(7)}  ${String(ms.length).padStart(5)}  ${fmt(percentile(ms, 50), 1).padStart(7)}  ${fmt(percentile(ms, 99), 1).padStart(7)}  ${fmt(ms.at(-1) ?? NaN, 1).padStart(7)}   | ${p50p99(sorted(floorRun.ms[call]))}${nginxRun ? `   | ${p50p99(sorted(nginxRun.ms[call]))}` : ''}`,
       );
     }
     console.log(

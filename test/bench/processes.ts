@@ -213,18 +213,30 @@ export function nginxAvailable(): boolean {
 }
 
 /**
+ * What nginx answers at `path` for the fleet: the firmware's HEAD and GET get
+ * `file` (a name under root), `beacon boot` (POST) and `beacon report` (PUT)
+ * a 200 with the words dispatch sends. nginx keeps no state, so it never hands
+ * out poweroff.efi: every boot is a workload's.
+ */
+export interface NginxFleet {
+  readonly path: string;
+  readonly file: string;
+}
+
+/**
  * A private nginx: our own minimal config in a scratch prefix, one worker
  * (dispatch is one process too), sendfile on, access log off, serving `root`
- * on 127.0.0.1:port in the foreground.
+ * on 127.0.0.1:port in the foreground, with dispatch's listen backlog; and,
+ * given `fleet`, the fleet's protocol at its path.
  */
-export async function startNginx(prefix: string, root: string, port: number): Promise<Spawned & { readonly origin: string }> {
+export async function startNginx(prefix: string, root: string, port: number, fleet?: NginxFleet): Promise<Spawned & { readonly origin: string }> {
   await mkdir(join(prefix, 'tmp'), { recursive: true });
   // As root, workers would drop to `nobody`, who cannot read our 0700 scratch directory.
   const user = process.getuid?.() === 0 ? 'user root root;\n' : '';
   const conf = `${user}worker_processes 1;
 pid ${prefix}/nginx.pid;
 error_log ${prefix}/error.log warn;
-events { worker_connections 4096; }
+events { worker_connections 8192; }
 http {
   access_log off;
   sendfile on;
@@ -235,11 +247,11 @@ http {
   fastcgi_temp_path ${prefix}/tmp/fastcgi;
   uwsgi_temp_path ${prefix}/tmp/uwsgi;
   scgi_temp_path ${prefix}/tmp/scgi;
-  types { application/vnd.efi-img img; }
+  types { application/vnd.efi-img img; application/efi efi; }
   default_type application/octet-stream;
   server {
-    listen 127.0.0.1:${port};
-    root ${root};
+    listen 127.0.0.1:${port} backlog=4096;
+    root ${root};${fleet ? fleetLocation(fleet) : ''}
   }
 }
 `;
@@ -272,6 +284,16 @@ http {
       await terminate(child);
     },
   };
+}
+
+function fleetLocation({ path, file }: NginxFleet): string {
+  if (!/^\/[\w./-]*$/.test(path) || !/^[\w.-]+$/.test(file)) throw new Error(`not a path and file nginx's config can take as they are: ${path} ${file}`);
+  return `
+    location = ${path} {
+      if ($request_method = POST) { return 200 "booting\\n"; }
+      if ($request_method = PUT) { return 200 "report stored\\n"; }
+      rewrite ^ /${file} break;
+    }`;
 }
 
 /** The fleet's floor (test/bench/floor.ts) in a process of its own, serving `workload` at http://127.0.0.1:port/dispatch. */
