@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { startFakeGitHub } from '../github/fake.ts';
 import { loopbackAddress } from '../fleet/simulator.ts';
 import { curlAll, type Downloads } from './curl.ts';
-import { CALLS, startFleetClient } from './fleet-client.ts';
+import { CALLS, startFleetClient, type FleetClientResult } from './fleet-client.ts';
 import { startProbe } from './probe.ts';
 import { cpuOf, cpuSplitOf, mainThreadCpuOf, freePort, nginxAvailable, startDispatchCli, startFloor, startNginx, threadsOf, type Spawned } from './processes.ts';
 
@@ -234,7 +234,7 @@ async function fleet(spreadMs: number, options: { readonly tui?: boolean } = {})
   });
   // Then nginx answering the same calls from its config: what a native server does on this machine. It keeps no
   // state, so it never hands out poweroff.efi: its servers run one boot (HEAD, GET, POST, PUT) and stop there.
-  let nginxRun: Awaited<ReturnType<typeof floorClient.run>> | undefined;
+  let nginxRun: FleetClientResult | undefined;
   let nginxCpu = { user: NaN, system: NaN };
   if (nginxAvailable()) {
     const nginx = own(await startNginx(join(scratch, `nginx-${name}`), scratch, await freePort(), { path: '/dispatch', file: 'small.efi' }));
