@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { startFakeGitHub } from '../github/fake.ts';
 import { loopbackAddress } from '../fleet/simulator.ts';
 import { curlAll, type Downloads } from './curl.ts';
-import { CALLS, startFleetClient, type FleetClientResult } from './fleet-client.ts';
+import { CALLS, startFleetClient, type FleetClientConfig, type FleetClientResult } from './fleet-client.ts';
 import { startProbe } from './probe.ts';
 import { cpuOf, cpuSplitOf, mainThreadCpuOf, freePort, nginxAvailable, startDispatchCli, startFloor, startNginx, threadsOf, type Spawned } from './processes.ts';
 
@@ -222,30 +222,13 @@ async function fleet(spreadMs: number, options: { readonly tui?: boolean } = {})
   // Every server has claimed its workload before the first one comes back from its reboot, as in a lab (a server takes a minute or more to reboot): each runs one workload, then boots poweroff.efi.
   const rebootMs = spreadMs + FLEET_REBOOT_MARGIN_MS;
   const config = (url: string) => ({ url, servers: FLEET, firstAddress: (nextAddress += FLEET) - FLEET, startSpreadMs: spreadMs, timeoutMs: 10_000, deadlineMs: 120_000 + spreadMs + rebootMs, poweroffSize, maxBoots: 100, rebootMs });
-  // The floor first: the same client against a bare server, so each dispatch figure has its floor beside it. A client runs one fleet.
+  // The floor first: the same client against a bare server, so each dispatch figure has its floor beside it.
   const floorServer = own(await startFloor(await freePort(), file, poweroffPath));
-  const floorClient = await startFleetClient();
-  const floorCpuBefore = await cpuSplitOf(floorServer.pid);
-  let floorCpu = { user: NaN, system: NaN };
-  const floorRun = await floorClient.run(config(floorServer.url)).finally(async () => {
-    floorCpu = cpuSince(await cpuSplitOf(floorServer.pid), floorCpuBefore);
-    await floorClient.stop();
-    await release(floorServer);
-  });
+  const floor = await referenceRun(floorServer, config(floorServer.url));
   // Then nginx answering the same calls from its config: what a native server does on this machine. It keeps no
   // state, so it never hands out poweroff.efi: its servers run one boot (HEAD, GET, POST, PUT) and stop there.
-  let nginxRun: FleetClientResult | undefined;
-  let nginxCpu = { user: NaN, system: NaN };
-  if (nginxAvailable()) {
-    const nginx = own(await startNginx(join(scratch, `nginx-${name}`), scratch, await freePort(), { path: '/dispatch', file: 'small.efi' }));
-    const nginxClient = await startFleetClient();
-    const before = await cpuSplitOf(nginx.pid);
-    nginxRun = await nginxClient.run({ ...config(`${nginx.origin}/dispatch`), maxBoots: 1 }).finally(async () => {
-      nginxCpu = cpuSince(await cpuSplitOf(nginx.pid), before);
-      await nginxClient.stop();
-      await release(nginx);
-    });
-  }
+  const nginxServer = nginxAvailable() ? own(await startNginx(join(scratch, `nginx-${name}`), scratch, await freePort(), { path: '/dispatch', file: 'small.efi' })) : undefined;
+  const nginx = nginxServer && (await referenceRun(nginxServer, { ...config(`${nginxServer.origin}/dispatch`), maxBoots: 1 }));
   const dispatch = own(await startDispatchCli({ home, port: await freePort(), args: ['--dir', dir], nodeFlags, ...(options.tui ? { terminal: TUI_TERMINAL } : {}) }));
   // Loaded before any baseline: its start-up is not in the figures.
   const client = await startFleetClient(nodeFlags);
@@ -262,7 +245,7 @@ async function fleet(spreadMs: number, options: { readonly tui?: boolean } = {})
     const peak = await dispatch.peak();
     const reports = (await readdir(join(home, 'reports')).catch(() => [])).filter((n) => n.endsWith('.md')).length;
     console.log(`wall ${fmt(run.wallMs)} ms (each server's reboot, ${fmt(rebootMs)} ms, included), ${run.requests} requests, errors ${run.errors}, servers not powered off ${run.unfinished}, protocol violations ${run.violations.length}, reports on disk ${reports}`);
-    console.log(`servers by workloads run: ${workloadsRun(run.workloads)} (the floor: ${workloadsRun(floorRun.workloads)})`);
+    console.log(`servers by workloads run: ${workloadsRun(run.workloads)} (the floor: ${workloadsRun(floor.run.workloads)})`);
     for (const sample of [...run.errorExamples, ...run.unfinishedExamples, ...run.violations].slice(0, 5)) console.log(`  e.g. ${sample}`);
     if (run.errors > 0) {
       // What dispatch logged about its failures says more than a status does (a 500 is logged with its cause).
@@ -271,19 +254,20 @@ async function fleet(spreadMs: number, options: { readonly tui?: boolean } = {})
       for (const line of said.slice(0, 3)) console.log(`    ${line.slice(0, 240)}`);
     }
     console.log("each call timed from writing its request to the last byte of its answer; connect: the TCP handshake before a connection's first request");
-    console.log(`floor: the same client against a bare node:http server that only answers (test/bench/floor.ts), just before: wall ${fmt(floorRun.wallMs)} ms, errors ${floorRun.errors}, CPU ${fmt(floorCpu.user + floorCpu.system)} ms (user ${fmt(floorCpu.user)}, system ${fmt(floorCpu.system)})`);
-    if (nginxRun) {
+    const cpuText = ({ user, system }: Cpu) => `CPU ${fmt(user + system)} ms (user ${fmt(user)}, system ${fmt(system)})`;
+    console.log(`floor: the same client against a bare node:http server that only answers (test/bench/floor.ts), just before: wall ${fmt(floor.run.wallMs)} ms, errors ${floor.run.errors}, ${cpuText(floor.cpu)}`);
+    if (nginx) {
       console.log(
-        `nginx: the same client against nginx answering the same calls from its config (one worker, as in throughput), just before: wall ${fmt(nginxRun.wallMs)} ms, errors ${nginxRun.errors}, CPU ${fmt(nginxCpu.user + nginxCpu.system)} ms (user ${fmt(nginxCpu.user)}, system ${fmt(nginxCpu.system)}); one boot per server, no poweroff.efi, so its HEAD and GET rows hold ${nginxRun.ms.HEAD.length} calls`,
+        `nginx: the same client against nginx answering the same calls from its config (one worker, as in throughput), just before: wall ${fmt(nginx.run.wallMs)} ms, errors ${nginx.run.errors}, ${cpuText(nginx.cpu)}; one boot per server, no poweroff.efi, so its HEAD and GET rows hold ${nginx.run.ms.HEAD.length} calls`,
       );
     } else console.log('nginx not found at /usr/sbin/nginx: its column is left out (install it with `apt-get install nginx`)');
-    console.log(`call     count   p50 ms   p99 ms   max ms   | floor p50   p99 ms${nginxRun ? '   | nginx p50   p99 ms' : ''}`);
+    console.log(`call     count   p50 ms   p99 ms   max ms   | floor p50   p99 ms${nginx ? '   | nginx p50   p99 ms' : ''}`);
     const sorted = (values: readonly number[]) => [...values].sort((a, b) => a - b);
     const p50p99 = (values: readonly number[]) => `${fmt(percentile(values, 50), 1).padStart(9)}  ${fmt(percentile(values, 99), 1).padStart(7)}`;
     for (const call of CALLS) {
       const ms = sorted(run.ms[call]);
       console.log(
-        `${call.padEnd(7)}  ${String(ms.length).padStart(5)}  ${fmt(percentile(ms, 50), 1).padStart(7)}  ${fmt(percentile(ms, 99), 1).padStart(7)}  ${fmt(ms.at(-1) ?? NaN, 1).padStart(7)}   | ${p50p99(sorted(floorRun.ms[call]))}${nginxRun ? `   | ${p50p99(sorted(nginxRun.ms[call]))}` : ''}`,
+        `${call.padEnd(7)}  ${String(ms.length).padStart(5)}  ${fmt(percentile(ms, 50), 1).padStart(7)}  ${fmt(percentile(ms, 99), 1).padStart(7)}  ${fmt(ms.at(-1) ?? NaN, 1).padStart(7)}   | ${p50p99(sorted(floor.run.ms[call]))}${nginx ? `   | ${p50p99(sorted(nginx.run.ms[call]))}` : ''}`,
       );
     }
     console.log(
@@ -299,8 +283,23 @@ async function fleet(spreadMs: number, options: { readonly tui?: boolean } = {})
   }
 }
 
-function cpuSince(now: { user: number; system: number }, before: { user: number; system: number }) {
+type Cpu = { readonly user: number; readonly system: number };
+
+function cpuSince(now: Cpu, before: Cpu): Cpu {
   return { user: now.user - before.user, system: now.system - before.system };
+}
+
+/** A fleet client (one fleet each) against a reference server, then the server stopped: the run, and the server's CPU during it. */
+async function referenceRun(server: Spawned, config: FleetClientConfig): Promise<{ run: FleetClientResult; cpu: Cpu }> {
+  const client = await startFleetClient();
+  const before = await cpuSplitOf(server.pid);
+  let cpu: Cpu = { user: NaN, system: NaN };
+  const run = await client.run(config).finally(async () => {
+    cpu = cpuSince(await cpuSplitOf(server.pid), before);
+    await client.stop();
+    await release(server);
+  });
+  return { run, cpu };
 }
 
 /** `{ "1": 998, "2": 2 }` as "1 each: 998, 2 each: 2". */
