@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { close, fsync, open, writeFile } from 'node:fs';
+import { close, constants, fsync, open, write } from 'node:fs';
 import { link, rename, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
@@ -14,6 +14,12 @@ import { dirname, join } from 'node:path';
  * the next one, and a burst of reports costs a few directory syncs, not one
  * each. The file work uses Node's callback API: a FileHandle (fs/promises)
  * costs an object, a promise per call and garbage for every report.
+ *
+ * Each step is a trip to libuv's threads and back through the event loop,
+ * and a busy loop makes each trip wait: a report waits for as few as can be.
+ * The temporary file is opened O_DSYNC, so its write returns only once its
+ * bytes (and its size) are on disk, and no separate fsync is needed; closing
+ * it, or a synced directory, happens beside what follows, not before it.
  */
 
 /** Write `path`, replacing what was there. */
@@ -65,18 +71,32 @@ async function linkUnique(temp: string, dir: string, stem: string, ext: string):
   }
 }
 
-/** A new temporary file in `dir` holding `data`, its bytes synced (and closed) before this resolves. */
+/** Create only, write only, each write on disk before it returns. */
+const CREATE_SYNCED = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC;
+
+/** A new temporary file in `dir` holding `data`, its bytes on disk before this resolves. */
 function writeTemp(dir: string, data: string): Promise<string> {
   const temp = join(dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+  const bytes = Buffer.from(data, 'utf8');
   return new Promise((resolve, reject) => {
-    // `flush`: fsync before the descriptor is closed (Node >= 20.10).
-    writeFile(temp, data, { encoding: 'utf8', flag: 'wx', flush: true }, (err) => {
-      if (!err) return resolve(temp);
-      // 'wx': a file there is not ours to remove.
-      if (err.code === 'EEXIST') return reject(err);
-      void unlink(temp)
-        .catch(() => undefined)
-        .then(() => reject(err));
+    open(temp, CREATE_SYNCED, 0o666, (openErr, fd) => {
+      // O_EXCL: a file there is not ours to remove.
+      if (openErr) return reject(openErr);
+      const fail = (err: Error) => close(fd, () => unlink(temp).catch(() => undefined).then(() => reject(err)));
+      const done = () => {
+        // The bytes are durable: what close could still report (it syncs
+        // nothing on a local file system) cannot undo that, so it runs while
+        // the file gets its name.
+        close(fd, () => undefined);
+        resolve(temp);
+      };
+      const writeFrom = (offset: number) => {
+        if (offset === bytes.length) return done();
+        write(fd, bytes, offset, bytes.length - offset, null, (err, written) => (err ? fail(err) : writeFrom(offset + written)));
+      };
+      // Nothing to write is nothing O_DSYNC syncs: the empty file's inode is synced by hand.
+      if (bytes.length === 0) fsync(fd, (err) => (err ? fail(err) : done()));
+      else writeFrom(0);
     });
   });
 }
@@ -126,18 +146,16 @@ export function groupCommit(commit: (key: string) => Promise<void>): (key: strin
   };
 }
 
-/** open, fsync, close: one sync of a directory's entries. */
+/** open, fsync: one sync of a directory's entries (the close follows, off the caller's path). */
 function fsyncDirectory(dir: string): Promise<void> {
   return new Promise((resolve, reject) => {
     open(dir, 'r', (openErr, fd) => {
       if (openErr) return reject(openErr);
-      fsync(fd, (syncErr) =>
-        close(fd, (closeErr) => {
-          const err = syncErr ?? closeErr;
-          if (err) reject(err);
-          else resolve();
-        }),
-      );
+      fsync(fd, (syncErr) => {
+        if (syncErr) return close(fd, () => reject(syncErr));
+        close(fd, () => undefined);
+        resolve();
+      });
     });
   });
 }
