@@ -92,7 +92,12 @@ function writeTemp(dir: string, data: string): Promise<string> {
       };
       const writeFrom = (offset: number) => {
         if (offset === bytes.length) return done();
-        write(fd, bytes, offset, bytes.length - offset, null, (err, written) => (err ? fail(err) : writeFrom(offset + written)));
+        write(fd, bytes, offset, bytes.length - offset, null, (err, written) => {
+          if (err) return fail(err);
+          // A file that takes nothing (never on a local file system) would be asked forever.
+          if (written === 0) return fail(new Error(`${temp} took no bytes`));
+          writeFrom(offset + written);
+        });
       };
       // Nothing to write is nothing O_DSYNC syncs: the empty file's inode is synced by hand.
       if (bytes.length === 0) fsync(fd, (err) => (err ? fail(err) : done()));
