@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { groupCommit, writeUnique } from '../src/store/index.ts';
+import { groupCommit, writeAtomic, writeUnique } from '../src/store/index.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -99,6 +99,16 @@ describe('durable files', () => {
     assert.equal(new Set(paths).size, 40);
     assert.deepEqual((await readdir(dir)).sort(), paths.map((p) => p.slice(dir.length + 1)).sort());
     for (const [i, path] of paths.entries()) assert.equal(await readFile(path, 'utf8'), `report ${i}\n`);
+  });
+
+  test('a folder that is not there (removed while dispatch runs) is made again, parents too, and the file stored in it', async (t) => {
+    const dir = await scratch(t);
+    const nested = join(dir, 'gone', 'reports');
+    const path = await writeUnique(nested, 'report', '.md', 'report\n');
+    assert.equal(await readFile(path, 'utf8'), 'report\n');
+    await rm(join(dir, 'gone'), { recursive: true });
+    await writeAtomic(join(nested, 'entry.json'), '{}');
+    assert.deepEqual(await readdir(nested), ['entry.json']);
   });
 
   // What the kernel was asked, in the order it was asked, from strace: the

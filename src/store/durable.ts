@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { close, constants, fsync, open, write } from 'node:fs';
-import { link, rename, unlink } from 'node:fs/promises';
+import { link, mkdir, rename, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 /**
@@ -74,12 +74,18 @@ async function linkUnique(temp: string, dir: string, stem: string, ext: string):
 /** Create only, write only, each write on disk before it returns. */
 const CREATE_SYNCED = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC;
 
-/** A new temporary file in `dir` holding `data`, its bytes on disk before this resolves. */
+/**
+ * A new temporary file in `dir` holding `data`, its bytes on disk before this
+ * resolves. A `dir` that is not there (a clean-up removed it while dispatch
+ * runs) is made again, as it was at the start, rather than failing every
+ * write to it from then on.
+ */
 function writeTemp(dir: string, data: string): Promise<string> {
   const temp = join(dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
   const bytes = Buffer.from(data, 'utf8');
   return new Promise((resolve, reject) => {
-    open(temp, CREATE_SYNCED, 0o666, (openErr, fd) => {
+    const create = (remade: boolean) => open(temp, CREATE_SYNCED, 0o666, (openErr, fd) => {
+      if (openErr?.code === 'ENOENT' && !remade) return void makeAgain(dir).then(() => create(true), reject);
       // O_EXCL: a file there is not ours to remove.
       if (openErr) return reject(openErr);
       const fail = (err: Error) => close(fd, () => unlink(temp).catch(() => undefined).then(() => reject(err)));
@@ -103,7 +109,20 @@ function writeTemp(dir: string, data: string): Promise<string> {
       if (bytes.length === 0) fsync(fd, (err) => (err ? fail(err) : done()));
       else writeFrom(0);
     });
+    create(false);
   });
+}
+
+/** Make `dir` and any missing parents, each new name synced in its parent as a file's is. */
+async function makeAgain(dir: string): Promise<void> {
+  const first = await mkdir(dir, { recursive: true });
+  if (first === undefined) return;
+  const parents: string[] = [];
+  for (let path = dir; path !== dirname(path); path = dirname(path)) {
+    parents.push(dirname(path));
+    if (path === first) break;
+  }
+  await Promise.all(parents.map((parent) => syncDirectory(parent)));
 }
 
 /**
