@@ -4,9 +4,10 @@ import { EventEmitter } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type ServerResponse } from 'node:http';
 import { spawnSync } from 'node:child_process';
-import { closeSync, constants as fsConstants, fstatSync, open as fsOpen, openSync } from 'node:fs';
+import { closeSync, constants as fsConstants, createReadStream, fstatSync, open as fsOpen, openSync } from 'node:fs';
 import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
+import type { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { test } from 'node:test';
@@ -266,4 +267,43 @@ test('a socket destroyed while a write to its descriptor waits for libuv’s thr
   }
   await until(() => written && socket.closed);
   assert.throws(() => fstatSync(fd), /EBADF/, 'closed once the write came back');
+});
+
+/** A server whose every GET is sendFile of `path`, reading from `instead` if it is gone; how each transfer ended (the first word counts, as for a job). */
+async function goneFileServer(t: { after(fn: () => unknown): void }, path: string, size: number, instead?: () => Readable) {
+  const ends: boolean[] = [];
+  const server = createServer((req, res) => {
+    res.writeHead(200, { 'Content-Length': String(size), 'Content-Type': 'application/octet-stream' });
+    let last = 0;
+    const transfer = { progress: (bytes: number) => assert.ok(bytes >= last && (last = bytes) <= size), end: (delivered: boolean) => ends.push(delivered), fail: () => assert.fail('not a failure') };
+    sendFile(res, path, { start: 0, end: size - 1 }, transfer, instead);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise((resolve) => server.close(resolve)));
+  return { port: (server.address() as AddressInfo).port, ends };
+}
+
+test('a file gone from its path is sent from where its bytes are found again; with nowhere else, the connection is cut', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'dispatch-body-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const bytes = randomBytes(300 * 1024);
+  const elsewhere = join(dir, 'fetched-again.efi');
+  await writeFile(elsewhere, bytes);
+  const gone = join(dir, 'gone.efi');
+
+  const found = await goneFileServer(t, gone, bytes.byteLength, () => createReadStream(elsewhere));
+  const socket = connect({ port: found.port, host: '127.0.0.1' });
+  t.after(() => socket.destroy());
+  assert.ok((await getOn(socket)).equals(bytes), 'every byte, from the other place');
+  await until(() => found.ends.length > 0);
+  assert.equal(found.ends[0], true, 'a whole transfer');
+
+  for (const instead of [undefined, () => createReadStream(join(dir, 'nowhere.efi'))]) {
+    const lost = await goneFileServer(t, gone, bytes.byteLength, instead);
+    const cut = connect({ port: lost.port, host: '127.0.0.1' });
+    t.after(() => cut.destroy());
+    await assert.rejects(getOn(cut), /closed before the answer was whole/);
+    await until(() => lost.ends.length > 0);
+    assert.equal(lost.ends[0], false, 'a broken transfer');
+  }
 });

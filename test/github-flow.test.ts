@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type { FakeGitHub, FakeIssue } from './github/fake.ts';
@@ -205,6 +205,38 @@ describe('a release as the source', () => {
     await later.head();
     assert.ok((await later.get()).body.equals(bytes));
     assert.equal(lab.fake.requestsTo('bytes').length, 1, 'still one blob download');
+  });
+
+  test('the cache deleted while dispatch runs: the next GET of a cached asset fetches it again and serves it whole', async (t) => {
+    // Two assets with the same bytes: one file in the cache (it is keyed by digest).
+    const bytes = randomBytes(96 * 1024);
+    const lab = await startGitHubLab(t, {
+      setup: (fake) =>
+        fake.addRelease(FULL, {
+          tag: TAG,
+          assets: ['one.efi', 'two.efi'].map((name) => ({ name, contentType: 'application/vnd.dispatch+efi', bytes })),
+        }),
+    });
+    /** One complete file in the cache. */
+    const cachedWhole = async () => {
+      const files = await lab.cached();
+      return files.length === 1 && !files[0]!.endsWith('.part');
+    };
+    const first = lab.server(0);
+    await first.head();
+    assert.ok((await first.get()).body.equals(bytes));
+    await lab.until('the asset in the cache', cachedWhole);
+    // "Deleting the cache is always safe" (README), also while a lab runs.
+    await rm(join(lab.stateDir, 'cache'), { recursive: true });
+    const second = lab.server(1);
+    assert.equal((await second.head()).headers['content-length'], String(bytes.length));
+    const got = await second.get();
+    assert.equal(got.status, 200);
+    assert.ok(got.body.equals(bytes), 'the exact bytes, fetched again');
+    assert.equal(assetRequests(lab.fake).bytes.length, 2, 'fetched from GitHub a second time');
+    assert.equal((await lab.job('two.efi')).state, 'downloading', 'a whole transfer, not a broken one');
+    await lab.until('the asset in the cache again', cachedWhole);
+    assert.ok(lab.logs.some((l) => /two\.efi: no longer in the cache: fetching it again/.test(l)), 'the log says so');
   });
 
   test('a digest mismatch is never served whole and never cached', async (t) => {

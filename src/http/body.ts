@@ -51,13 +51,18 @@ export function countedBody(source: Readable, transfer: Transfer | undefined): R
  * reading pauses while the client is slower than the disk.
  */
 export function streamTo(outgoing: ServerResponse, source: Readable, transfer: Transfer | undefined): void {
-  let sent = 0;
   if (transfer) {
     // "Delivered" means the last byte left for the kernel: 'finish' says so,
     // a 'close' before it means the server went away.
     outgoing.once('finish', () => transfer.end(true));
     outgoing.once('close', () => transfer.end(false));
   }
+  pipeCounted(outgoing, source, transfer);
+}
+
+/** streamTo's copying, for a response whose transfer's end is already watched. */
+function pipeCounted(outgoing: ServerResponse, source: Readable, transfer: Transfer | undefined): void {
+  let sent = 0;
   // A client that left must not keep the file open.
   outgoing.once('close', () => source.destroy());
   if (outgoing.destroyed) return;
@@ -238,9 +243,17 @@ let downloads = 0;
  * socket has taken its bytes, so memory per download is bounded. Callbacks
  * rather than promises: a gigabyte is 2,048 chunks per download, and each
  * promise, result object and closure per chunk is garbage the collector must
- * chase while every download runs. Accounting as `streamTo`.
+ * chase while every download runs. Accounting as `streamTo`. A file that is
+ * no longer at `path` (an asset cache deleted while dispatch runs) is sent
+ * from `instead`, when given, which knows where to find its bytes again.
  */
-export function sendFile(outgoing: ServerResponse, path: string, range: { start: number; end: number }, transfer: Transfer | undefined): void {
+export function sendFile(
+  outgoing: ServerResponse,
+  path: string,
+  range: { start: number; end: number },
+  transfer: Transfer | undefined,
+  instead?: () => Readable,
+): void {
   if (transfer) {
     outgoing.once('finish', () => transfer.end(true));
     outgoing.once('close', () => transfer.end(false));
@@ -259,6 +272,10 @@ export function sendFile(outgoing: ServerResponse, path: string, range: { start:
   };
   outgoing.once('close', over);
   fsOpen(path, 'r', (err, fd) => {
+    if (err?.code === 'ENOENT' && instead !== undefined && !outgoing.destroyed) {
+      over();
+      return pipeCounted(outgoing, instead(), transfer);
+    }
     if (err) return fail();
     const chunk = Math.min(FILE_CHUNK, range.end + 1 - range.start);
     /** Chunks read and not yet taken by the socket: at most two, one being written while the next is read. */

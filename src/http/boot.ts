@@ -80,7 +80,7 @@ function send(
     // the bytes go from the file to the socket with no hop in between.
     outgoing.writeHead(status, { ...headers, 'Content-Length': length });
     const file = workload.file?.();
-    if (file !== undefined) sendFile(outgoing, file, range, transfer);
+    if (file !== undefined) sendFile(outgoing, file, range, transfer, () => workload.read(range));
     else streamTo(outgoing, workload.read(range), transfer);
     return RESPONSE_ALREADY_SENT;
   }

@@ -72,7 +72,7 @@ export class AssetCache {
       this.#log('cache', `${item.name}: refused: its bytes did not match the release's digest; not fetching it again`);
       return lazily(() => Promise.reject(refused));
     }
-    if (this.#complete.has(key)) return createReadStream(path, { start, end, highWaterMark: 256 * 1024 });
+    if (this.#complete.has(key)) return lazily(() => this.#openComplete(key, path, item, start, end));
     const running = this.#downloads.get(key);
     if (running) return readGrowing([`${path}.part`, path], running, start, end);
     // Whether the file is complete is only known asynchronously; a small
@@ -84,6 +84,24 @@ export class AssetCache {
       const download = this.#downloads.get(key) ?? this.#start(key, path, item);
       return readGrowing([`${path}.part`, path], download, start, end);
     });
+  }
+
+  /**
+   * A file this cache made and checked, or, when it is gone (the cache was
+   * deleted while dispatch runs: always safe), the asset fetched again.
+   */
+  async #openComplete(key: string, path: string, item: CacheItem, start: number, end: number): Promise<Readable> {
+    try {
+      const handle = await open(path, 'r');
+      return handle.createReadStream({ start, end, highWaterMark: 256 * 1024 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    this.#complete.delete(key);
+    this.#ready.delete(key);
+    this.#log('cache', `${item.name}: no longer in the cache: fetching it again`);
+    const download = this.#downloads.get(key) ?? this.#start(key, path, item);
+    return readGrowing([`${path}.part`, path], download, start, end);
   }
 
   /** Find out now whether the asset is already on disk, so the first GET of it can be served as a plain file. */
