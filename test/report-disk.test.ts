@@ -5,6 +5,7 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
+import { setTimeout as delay } from 'node:timers/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -95,6 +96,14 @@ async function lab(t: { after(fn: () => Promise<void>): void }, tmpfs?: number) 
   return { dir, workloads, reports };
 }
 
+/** Wait (up to 5 s) for the CLI to print `line`: its output reaches us after its answers. */
+async function said(out: { readonly text: string }, line: string): Promise<void> {
+  for (let waited = 0; !out.text.includes(line); waited += 20) {
+    if (waited >= 5_000) assert.fail(`never said ${JSON.stringify(line)}:\n${out.text}`);
+    await delay(20);
+  }
+}
+
 /** HEAD, GET and POST from the server: its job is booting. */
 async function boot(url: string) {
   assert.equal((await call(url, 'HEAD')).status, 200);
@@ -127,7 +136,7 @@ test(
     const refused = await call(url, 'PUT', REPORT);
     assert.equal(refused.status, 500, 'not acknowledged: beacon sends it again');
     assert.deepEqual(await readdir(reports), ['filler'], 'no report and no temporary file left on the full disk');
-    assert.match(out.text, /PUT \/dispatch from 127\.0\.9\.1 failed: ENOSPC/, 'the log says why');
+    await said(out, 'PUT /dispatch from 127.0.9.1 failed: ENOSPC');
 
     await unlink(filler);
     const stored = await call(url, 'PUT', REPORT);
@@ -139,7 +148,7 @@ test(
 
 test('the reports folder removed while dispatch runs is made again by the next report', async (t) => {
   const { dir, workloads, reports } = await lab(t);
-  const { url, stop } = await serve(t, dir, workloads, reports);
+  const { url, out, stop } = await serve(t, dir, workloads, reports);
   await boot(url);
   assert.equal((await call(url, 'PUT', JSON.stringify({ title: 'memtest: started' }))).status, 200);
   assert.equal((await readdir(reports)).length, 1);
@@ -148,5 +157,6 @@ test('the reports folder removed while dispatch runs is made again by the next r
   const stored = await call(url, 'PUT', REPORT);
   assert.equal(stored.status, 200, stored.text);
   await theReport(reports);
+  await said(out, `report  ${reports} was gone (removed while dispatch runs?): made it again`);
   assert.equal(await stop(), 0);
 });

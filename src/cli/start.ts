@@ -74,10 +74,10 @@ export async function startDispatch(config: Config, deps: StartDeps): Promise<Ru
     const outboxDir = join(config.stateDir, 'outbox', stateKey(github));
     // Reports are acknowledged only once they are in the outbox: find out now, not at the first report.
     await checkReportDirectory(outboxDir);
-    sink = new GitHubSink({ github, outbox: new Outbox(outboxDir), log, now: () => clock.now() });
+    sink = new GitHubSink({ github, outbox: new Outbox(outboxDir, log), log, now: () => clock.now() });
   } else {
     await checkReportDirectory(config.reports);
-    sink = directorySink(config.reports);
+    sink = directorySink(config.reports, log);
   }
 
   const identity = sourceIdentity(config, github, workloads);

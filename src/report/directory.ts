@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { access, mkdir, open, readFile, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { writeAtomic, writeUnique } from '../store/index.ts';
+import type { Log } from '../log.ts';
+import { writeAtomic, writeUnique, type WriteOptions } from '../store/index.ts';
 import { renderMarkdown } from './markdown.ts';
 import { ReportError, type Filing, type ReportSink, type StoredFiling } from './types.ts';
 
@@ -10,15 +11,16 @@ import { ReportError, type Filing, type ReportSink, type StoredFiling } from './
  * is written, synced and linked into place under a name of its own, it is
  * where it belongs.
  */
-export function directorySink(dir: string): ReportSink {
+export function directorySink(dir: string, log?: Log): ReportSink {
   const root = resolve(dir);
   let ready: Promise<unknown> | undefined;
+  const options = sayingRemade(log);
   return {
     description: `directory ${root}`,
     async store(filing) {
       ready ??= mkdir(root, { recursive: true });
       await ready;
-      const ref = await writeUnique(root, fileStem(filing), '.md', renderMarkdown(filing));
+      const ref = await writeUnique(root, fileStem(filing), '.md', renderMarkdown(filing), options);
       if (filing.late) await noteOnFailure(filing.late.failureKey, ref, filing);
       return { filing, ref };
     },
@@ -29,6 +31,11 @@ export function directorySink(dir: string): ReportSink {
       return (await access(ref).then(() => true, () => false)) ? ref : undefined;
     },
   };
+}
+
+/** Durable writes that say on `log` when a report folder was gone and had to be made again. */
+export function sayingRemade(log: Log | undefined): WriteOptions {
+  return { remade: (folder) => log?.('report', `${folder} was gone (removed while dispatch runs?): made it again`) };
 }
 
 /** Check up front that reports can be written there, so a bad --reports fails at start, not at the first report. */

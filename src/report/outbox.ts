@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { IssueRef } from '../github/index.ts';
-import { removeDurably, writeAtomic } from '../store/index.ts';
+import type { Log } from '../log.ts';
+import { removeDurably, writeAtomic, type WriteOptions } from '../store/index.ts';
+import { sayingRemade } from './directory.ts';
 import type { Filing } from './types.ts';
 
 /** One report on its way to GitHub, and how far it got. Rewritten durably at every step. */
@@ -40,9 +42,11 @@ export interface FiledRecord {
 export class Outbox {
   readonly dir: string;
   #ready: Promise<unknown> | undefined;
+  readonly #write: WriteOptions;
 
-  constructor(dir: string) {
+  constructor(dir: string, log?: Log) {
     this.dir = dir;
+    this.#write = sayingRemade(log);
   }
 
   /** Store a new entry; `id` may be chosen first, so the caller knows it before the file can be seen. */
@@ -55,13 +59,13 @@ export class Outbox {
   async save(entry: OutboxEntry): Promise<void> {
     this.#ready ??= mkdir(join(this.dir, 'filed'), { recursive: true });
     await this.#ready;
-    await writeAtomic(this.path(entry), JSON.stringify(entry));
+    await writeAtomic(this.path(entry), JSON.stringify(entry), this.#write);
   }
 
   /** Filed: keep a small record of where it went, then drop the pending copy. */
   async complete(entry: OutboxEntry, filedAt: number): Promise<void> {
     const record = { id: entry.id, title: entry.filing.report.title, workload: entry.filing.job.name, ip: entry.filing.job.ip, issue: entry.issue, filedAt };
-    await writeAtomic(join(this.dir, 'filed', `${entry.id}.json`), JSON.stringify(record));
+    await writeAtomic(join(this.dir, 'filed', `${entry.id}.json`), JSON.stringify(record), this.#write);
     await removeDurably(this.path(entry));
   }
 

@@ -22,10 +22,15 @@ import { dirname, join } from 'node:path';
  * it, or a synced directory, happens beside what follows, not before it.
  */
 
+export interface WriteOptions {
+  /** The folder was not there (removed while dispatch runs) and has been made again. */
+  readonly remade?: (dir: string) => void;
+}
+
 /** Write `path`, replacing what was there. */
-export async function writeAtomic(path: string, data: string): Promise<void> {
+export async function writeAtomic(path: string, data: string, options: WriteOptions = {}): Promise<void> {
   const dir = dirname(path);
-  const temp = await writeTemp(dir, data);
+  const temp = await writeTemp(dir, data, options);
   try {
     await rename(temp, path);
   } catch (err) {
@@ -36,8 +41,8 @@ export async function writeAtomic(path: string, data: string): Promise<void> {
 }
 
 /** Write a new file `stem.ext` in `dir`, or `stem-2.ext`, … if that name is taken; never overwrite. */
-export async function writeUnique(dir: string, stem: string, ext: string, data: string): Promise<string> {
-  const temp = await writeTemp(dir, data);
+export async function writeUnique(dir: string, stem: string, ext: string, data: string, options: WriteOptions = {}): Promise<string> {
+  const temp = await writeTemp(dir, data, options);
   let path: string;
   try {
     path = await linkUnique(temp, dir, stem, ext);
@@ -80,12 +85,17 @@ const CREATE_SYNCED = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL 
  * runs) is made again, as it was at the start, rather than failing every
  * write to it from then on.
  */
-function writeTemp(dir: string, data: string): Promise<string> {
+function writeTemp(dir: string, data: string, options: WriteOptions): Promise<string> {
   const temp = join(dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
   const bytes = Buffer.from(data, 'utf8');
   return new Promise((resolve, reject) => {
     const create = (remade: boolean) => open(temp, CREATE_SYNCED, 0o666, (openErr, fd) => {
-      if (openErr?.code === 'ENOENT' && !remade) return void makeAgain(dir).then(() => create(true), reject);
+      if (openErr?.code === 'ENOENT' && !remade) {
+        return void makeAgain(dir).then((made) => {
+          if (made) options.remade?.(dir);
+          create(true);
+        }, reject);
+      }
       // O_EXCL: a file there is not ours to remove.
       if (openErr) return reject(openErr);
       const fail = (err: Error) => close(fd, () => unlink(temp).catch(() => undefined).then(() => reject(err)));
@@ -113,16 +123,28 @@ function writeTemp(dir: string, data: string): Promise<string> {
   });
 }
 
-/** Make `dir` and any missing parents, each new name synced in its parent as a file's is. */
-async function makeAgain(dir: string): Promise<void> {
+/** Folders being made again now: a write that finds one missing meanwhile waits for the same making and its syncs. */
+const remaking = new Map<string, Promise<boolean>>();
+
+/** Make `dir` and any missing parents, each new name synced in its parent as a file's is; false if another write made it. */
+function makeAgain(dir: string): Promise<boolean> {
+  const running = remaking.get(dir);
+  if (running) return running.then(() => false);
+  const making = makeDurably(dir).finally(() => remaking.delete(dir));
+  remaking.set(dir, making);
+  return making;
+}
+
+async function makeDurably(dir: string): Promise<boolean> {
   const first = await mkdir(dir, { recursive: true });
-  if (first === undefined) return;
+  if (first === undefined) return false;
   const parents: string[] = [];
   for (let path = dir; path !== dirname(path); path = dirname(path)) {
     parents.push(dirname(path));
     if (path === first) break;
   }
   await Promise.all(parents.map((parent) => syncDirectory(parent)));
+  return true;
 }
 
 /**
