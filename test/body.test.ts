@@ -269,18 +269,19 @@ test('a socket destroyed while a write to its descriptor waits for libuv’s thr
   assert.throws(() => fstatSync(fd), /EBADF/, 'closed once the write came back');
 });
 
-/** A server whose every GET is sendFile of `path`, reading from `instead` if it is gone; how each transfer ended (the first word counts, as for a job). */
+/** A server whose every GET is sendFile of `path`, reading from `instead` if it is gone; how each transfer ended (the first word counts, as for a job), and why when cut. */
 async function goneFileServer(t: { after(fn: () => unknown): void }, path: string, size: number, instead?: () => Readable) {
   const ends: boolean[] = [];
+  const reasons: string[] = [];
   const server = createServer((req, res) => {
     res.writeHead(200, { 'Content-Length': String(size), 'Content-Type': 'application/octet-stream' });
     let last = 0;
     const transfer = { progress: (bytes: number) => assert.ok(bytes >= last && (last = bytes) <= size), end: (delivered: boolean) => ends.push(delivered), fail: () => assert.fail('not a failure') };
-    sendFile(res, path, { start: 0, end: size - 1 }, transfer, instead);
+    sendFile(res, path, { start: 0, end: size - 1 }, transfer, { ...(instead ? { instead } : {}), failed: (reason) => reasons.push(reason) });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.after(() => new Promise((resolve) => server.close(resolve)));
-  return { port: (server.address() as AddressInfo).port, ends };
+  return { port: (server.address() as AddressInfo).port, ends, reasons };
 }
 
 test('a file gone from its path is sent from where its bytes are found again; with nowhere else, the connection is cut', async (t) => {
@@ -297,6 +298,7 @@ test('a file gone from its path is sent from where its bytes are found again; wi
   assert.ok((await getOn(socket)).equals(bytes), 'every byte, from the other place');
   await until(() => found.ends.length > 0);
   assert.equal(found.ends[0], true, 'a whole transfer');
+  assert.deepEqual(found.reasons, []);
 
   for (const instead of [undefined, () => createReadStream(join(dir, 'nowhere.efi'))]) {
     const lost = await goneFileServer(t, gone, bytes.byteLength, instead);
@@ -305,5 +307,7 @@ test('a file gone from its path is sent from where its bytes are found again; wi
     await assert.rejects(getOn(cut), /closed before the answer was whole/);
     await until(() => lost.ends.length > 0);
     assert.equal(lost.ends[0], false, 'a broken transfer');
+    assert.equal(lost.reasons.length, 1);
+    assert.match(lost.reasons[0]!, /ENOENT.*(gone|nowhere)\.efi/, 'why, once');
   }
 });

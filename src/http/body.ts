@@ -50,18 +50,18 @@ export function countedBody(source: Readable, transfer: Transfer | undefined): R
  * and the headers leave with the first bytes. Backpressure is the socket's:
  * reading pauses while the client is slower than the disk.
  */
-export function streamTo(outgoing: ServerResponse, source: Readable, transfer: Transfer | undefined): void {
+export function streamTo(outgoing: ServerResponse, source: Readable, transfer: Transfer | undefined, failed?: (reason: string) => void): void {
   if (transfer) {
     // "Delivered" means the last byte left for the kernel: 'finish' says so,
     // a 'close' before it means the server went away.
     outgoing.once('finish', () => transfer.end(true));
     outgoing.once('close', () => transfer.end(false));
   }
-  pipeCounted(outgoing, source, transfer);
+  pipeCounted(outgoing, source, transfer, failed);
 }
 
 /** streamTo's copying, for a response whose transfer's end is already watched. */
-function pipeCounted(outgoing: ServerResponse, source: Readable, transfer: Transfer | undefined): void {
+function pipeCounted(outgoing: ServerResponse, source: Readable, transfer: Transfer | undefined, failed: ((reason: string) => void) | undefined): void {
   let sent = 0;
   // A client that left must not keep the file open.
   outgoing.once('close', () => source.destroy());
@@ -76,6 +76,7 @@ function pipeCounted(outgoing: ServerResponse, source: Readable, transfer: Trans
   source.once('error', (err: Error & { permanent?: unknown }) => {
     if (err.permanent === true) transfer?.fail(err.message);
     else transfer?.end(false);
+    failed?.(err.message);
     // Cut the connection: the client must see a broken transfer, not a short one.
     outgoing.destroy();
   });
@@ -233,6 +234,16 @@ export function writeChunk(outgoing: ServerResponse, buffer: Buffer, bytes: numb
   return true;
 }
 
+export interface SendOptions {
+  /**
+   * Where the bytes are found again when the file is no longer at its path (an
+   * asset cache deleted while dispatch runs): they are streamed from there.
+   */
+  readonly instead?: () => Readable;
+  /** Why the transfer was cut, when it was dispatch's side that failed (not a client that left). */
+  readonly failed?: (reason: string) => void;
+}
+
 /** File downloads under way (sendFile): from the call until the response ends or closes. */
 let downloads = 0;
 
@@ -243,23 +254,17 @@ let downloads = 0;
  * socket has taken its bytes, so memory per download is bounded. Callbacks
  * rather than promises: a gigabyte is 2,048 chunks per download, and each
  * promise, result object and closure per chunk is garbage the collector must
- * chase while every download runs. Accounting as `streamTo`. A file that is
- * no longer at `path` (an asset cache deleted while dispatch runs) is sent
- * from `instead`, when given, which knows where to find its bytes again.
+ * chase while every download runs. Accounting as `streamTo`.
  */
-export function sendFile(
-  outgoing: ServerResponse,
-  path: string,
-  range: { start: number; end: number },
-  transfer: Transfer | undefined,
-  instead?: () => Readable,
-): void {
+export function sendFile(outgoing: ServerResponse, path: string, range: { start: number; end: number }, transfer: Transfer | undefined, options: SendOptions = {}): void {
+  const { instead, failed } = options;
   if (transfer) {
     outgoing.once('finish', () => transfer.end(true));
     outgoing.once('close', () => transfer.end(false));
   }
-  const fail = () => {
+  const fail = (reason: string) => {
     transfer?.end(false);
+    failed?.(reason);
     // Cut the connection: the client must see a broken transfer, not a short one.
     outgoing.destroy();
   };
@@ -274,9 +279,9 @@ export function sendFile(
   fsOpen(path, 'r', (err, fd) => {
     if (err?.code === 'ENOENT' && instead !== undefined && !outgoing.destroyed) {
       over();
-      return pipeCounted(outgoing, instead(), transfer);
+      return pipeCounted(outgoing, instead(), transfer, failed);
     }
-    if (err) return fail();
+    if (err) return fail(err.message);
     const chunk = Math.min(FILE_CHUNK, range.end + 1 - range.start);
     /** Chunks read and not yet taken by the socket: at most two, one being written while the next is read. */
     let sending = 0;
@@ -342,7 +347,7 @@ export function sendFile(
             giveBuffer(buffer);
             release();
             // A file that shrank since it was announced: never end short as if complete.
-            if (!outgoing.destroyed) fail();
+            if (!outgoing.destroyed) fail(readErr?.message ?? `${path} ends at byte ${position}, short of the ${range.end + 1} announced`);
             return;
           }
           position += bytesRead;

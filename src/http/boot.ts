@@ -80,8 +80,9 @@ function send(
     // the bytes go from the file to the socket with no hop in between.
     outgoing.writeHead(status, { ...headers, 'Content-Length': length });
     const file = workload.file?.();
-    if (file !== undefined) sendFile(outgoing, file, range, transfer, () => workload.read(range));
-    else streamTo(outgoing, workload.read(range), transfer);
+    const failed = (reason: string) => deps.log('http', `${ip}: ${workload.name} could not be read, its transfer is cut: ${reason}`);
+    if (file !== undefined) sendFile(outgoing, file, range, transfer, { instead: () => workload.read(range), failed });
+    else streamTo(outgoing, workload.read(range), transfer, failed);
     return RESPONSE_ALREADY_SENT;
   }
   return c.body(countedBody(workload.read(range), transfer), status, { ...headers, 'Content-Length': length });

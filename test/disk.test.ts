@@ -28,6 +28,9 @@ function call(url: string, method: string, body?: string): Promise<{ status: num
       res.setEncoding('utf8');
       res.on('data', (d: string) => (text += d));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      res.on('close', () => {
+        if (!res.complete) reject(new Error('cut before the answer was whole'));
+      });
     });
     req.on('error', reject);
     req.end(body);
@@ -158,5 +161,16 @@ test('the reports folder removed while dispatch runs is made again by the next r
   assert.equal(stored.status, 200, stored.text);
   await theReport(reports);
   await said(out, `report  ${reports} was gone (removed while dispatch runs?): made it again`);
+  assert.equal(await stop(), 0);
+});
+
+test('a workload removed from disk while dispatch runs: its download is cut, and the log says why', async (t) => {
+  const { dir, workloads, reports } = await lab(t);
+  const { url, out, stop } = await serve(t, dir, workloads, reports);
+  assert.equal((await call(url, 'HEAD')).status, 200);
+  await rm(join(workloads, 'memtest.efi'));
+  // Cut before its headers left (socket hang up) or after: never a short answer taken for a whole one.
+  await assert.rejects(call(url, 'GET'), /socket hang up|cut before the answer was whole/);
+  await said(out, `127.0.9.1: memtest.efi could not be read, its transfer is cut: ENOENT: no such file or directory, open '${join(workloads, 'memtest.efi')}'`);
   assert.equal(await stop(), 0);
 });
