@@ -13,13 +13,11 @@ import { ReportError, type Filing, type ReportSink, type StoredFiling } from './
  */
 export function directorySink(dir: string, log?: Log): ReportSink {
   const root = resolve(dir);
-  let ready: Promise<unknown> | undefined;
+  // A folder not there yet (or removed since) is made by the write itself.
   const options = sayingRemade(log);
   return {
     description: `directory ${root}`,
     async store(filing) {
-      ready ??= mkdir(root, { recursive: true });
-      await ready;
       const ref = await writeUnique(root, fileStem(filing), '.md', renderMarkdown(filing), options);
       if (filing.late) await noteOnFailure(filing.late.failureKey, ref, filing);
       return { filing, ref };
