@@ -17,7 +17,6 @@ const FLEET = 10;
 const ATTACKERS = 10;
 const PER_ATTACKER = 10;
 
-const connections = (server: http.Server) => new Promise<number>((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
 
 describe('slow-loris', () => {
   test(`${2 * ATTACKERS * PER_ATTACKER} slow connections do not stop a fleet of ${FLEET}, and are all closed within the timeouts`, { timeout: 60_000 }, async (t) => {
@@ -48,10 +47,10 @@ describe('slow-loris', () => {
         loris.push(raw({ port: lab.port, localAddress: booted[a]!, chunks: slowBody, gapMs: 100, limitMs: 20_000 }).then((r) => ({ ...r, kind: 'body' as const })));
       }
     }
-    const heldAtStart = await lab.until('every slow connection accepted', async () => (await connections(lab.bound.server)) >= loris.length, 5_000);
+    const heldAtStart = await lab.until('every slow connection accepted', async () => (await lab.bound.connections()) >= loris.length, 5_000);
 
     const fleet = await runFleet({ url: lab.url, servers: FLEET, deadlineMs: 20_000, requestTimeoutMs: 5_000 });
-    const heldAfterFleet = await connections(lab.bound.server);
+    const heldAfterFleet = await lab.bound.connections();
     for (const server of fleet.servers) {
       assert.equal(server.stopped, 'poweroff', `${server.ip}: ${server.error ?? server.stopped}`);
       assert.deepEqual(server.violations, [], server.ip);
@@ -68,7 +67,7 @@ describe('slow-loris', () => {
       assert.ok(outcome.ms < limit, `${outcome.kind} connection closed after ${outcome.ms} ms`);
       assert.ok(outcome.unsent > 0, 'closed before the client was done sending');
     }
-    await lab.until('no connection left', async () => (await connections(lab.bound.server)) === 0, 3_000);
+    await lab.until('no connection left', async () => (await lab.bound.connections()) === 0, 3_000);
 
     await lab.until('the fleet\'s jobs finished', async () => (await lab.jobs()).filter((j) => j.name.startsWith('f')).every((j) => j.state === 'finished'), 5_000);
     const attackers = (await lab.jobs()).filter((j) => j.name.startsWith('a'));

@@ -4,6 +4,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Hono } from 'hono';
 import type { Log } from '../log.ts';
 import type { Env } from './deps.ts';
+import { closeServer, listenShared, openConnections } from './listen.ts';
 import { normaliseAddress } from './peer.ts';
 import { rejectionLog, type RejectionLog } from './rejection.ts';
 import { loggableTarget } from './target.ts';
@@ -43,9 +44,6 @@ export const DEFAULT_LIMITS: HttpLimits = {
   maxConnectionsPerPeer: 16,
 };
 
-/** Connections waiting to be accepted (a thousand servers booting together). */
-const LISTEN_BACKLOG = 4096;
-
 /** How long a refused connection may stay open for its answer to be read. */
 const LINGER_MS = 1_000;
 /** Connections answered and closing, kept open a moment for the client to read (see `linger`). */
@@ -55,6 +53,8 @@ export interface Bound {
   readonly server: Server;
   /** Host and port actually bound (port 0 becomes the one the OS chose). */
   readonly address: AddressInfo;
+  /** Connections open now, whichever listening socket took them. */
+  connections(): Promise<number>;
   /**
    * Stop: accept nothing more, close idle connections at once, let answers
    * already being sent finish within `graceMs` (default 0), then cut the rest.
@@ -227,27 +227,22 @@ export async function bind(app: Hono<Env>, options: BindOptions): Promise<Bound>
     answerAndClose(socket, 405, 'method not allowed', { Allow: 'GET, HEAD, POST, PUT' });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    // A rack powering on at once connects all together: Node's default backlog
-    // (511) overflows, and each dropped handshake costs its server a 1 s SYN retry.
-    // The kernel caps this at net.core.somaxconn.
-    server.listen({ port: options.port, host: options.host, backlog: LISTEN_BACKLOG }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  // A rack powering on at once connects all together: Node's default backlog
+  // (511) overflows, and each dropped handshake costs its server a 1 s SYN retry.
+  const listeners = await listenShared(server, { host: options.host, port: options.port });
 
   let closed: Promise<void> | undefined;
   return {
     server,
     address: server.address() as AddressInfo,
+    connections: () => openConnections(listeners),
     close: (graceMs = 0) => {
       closed ??= new Promise<void>((resolve) => {
         closing = true;
         let cut: NodeJS.Timeout | undefined;
-        // Stops accepting and closes keep-alive connections that are idle.
-        server.close(() => {
+        // Stops accepting and closes keep-alive connections that are idle
+        // (all of them: the other sockets hand theirs to this server).
+        void Promise.all(listeners.map(closeServer)).then(() => {
           clearTimeout(cut);
           resolve();
         });
