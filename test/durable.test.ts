@@ -1,11 +1,13 @@
 import { strict as assert } from 'node:assert';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { openSync, readdirSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { fsyncDirectory } from '../src/store/durable.ts';
 import { groupCommit, writeAtomic, writeUnique } from '../src/store/index.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -19,13 +21,14 @@ async function scratch(t: { after(fn: () => Promise<void>): void }): Promise<str
 /** A commit whose runs the test ends by hand, and what happened in order. */
 function manualCommit() {
   const events: string[] = [];
-  const runs: Array<{ key: string; end(err?: Error): void }> = [];
-  const commit = (key: string) =>
+  const runs: Array<{ key: string; offers: readonly string[]; end(err?: Error): void }> = [];
+  const commit = (key: string, offers: readonly string[]) =>
     new Promise<void>((resolve, reject) => {
       events.push(`start ${key} #${runs.length}`);
       const run = runs.length;
       runs.push({
         key,
+        offers,
         end: (err) => {
           events.push(`end ${key} #${run}`);
           if (err) reject(err);
@@ -33,7 +36,7 @@ function manualCommit() {
         },
       });
     });
-  return { events, runs, share: groupCommit(commit) };
+  return { events, runs, share: groupCommit<string>(commit) };
 }
 
 const turn = () => new Promise((resolve) => setImmediate(resolve));
@@ -80,6 +83,20 @@ describe('group commit', () => {
     await second;
   });
 
+  test('what callers bring goes to the run that settles them, each to exactly one', async () => {
+    const { runs, share } = manualCommit();
+    const first = share('d', 'a');
+    const later = [share('d', 'b'), share('d'), share('d', 'c')];
+    assert.deepEqual(runs.map((r) => r.offers), [['a']]);
+    runs[0]!.end();
+    await first;
+    await turn();
+    assert.deepEqual(runs.map((r) => r.offers), [['a'], ['b', 'c']]);
+    runs[1]!.end();
+    await Promise.all(later);
+    assert.equal(runs.length, 2);
+  });
+
   test('keys commit apart: a run on one never waits for, nor settles, another', async () => {
     const { events, runs, share } = manualCommit();
     const a = share('a');
@@ -111,6 +128,35 @@ describe('durable files', () => {
     assert.deepEqual(await readdir(nested), ['entry.json']);
   });
 
+  test('a folder descriptor of a folder no longer under its name is not trusted: the sync goes by the name', async (t) => {
+    const dir = await scratch(t);
+    const folder = join(dir, 'reports');
+    await mkdir(folder);
+    const fd = openSync(folder, 'r');
+    await rm(folder, { recursive: true });
+    // Nothing under the name now: a sync by the name fails, where one through the old descriptor would not.
+    await assert.rejects(fsyncDirectory(folder, [fd]), { code: 'ENOENT' });
+    await mkdir(folder);
+    // Moved away whole: the old descriptor's folder still exists, under another name.
+    const moved = openSync(folder, 'r');
+    await rename(folder, join(dir, 'reports.old'));
+    await assert.rejects(fsyncDirectory(folder, [moved]), { code: 'ENOENT' });
+    await mkdir(folder);
+    const again = openSync(folder, 'r');
+    await fsyncDirectory(folder, [again]);
+  });
+
+  test('folder descriptors are all closed, whichever served the sync', async (t) => {
+    const dir = await scratch(t);
+    const open = () => readdirSync('/proc/self/fd').length;
+    await writeUnique(dir, 'warm', '.md', 'x');
+    const before = open();
+    await Promise.all(Array.from({ length: 50 }, (_, i) => (i % 2 ? writeUnique(dir, 'r', '.md', `${i}`) : writeAtomic(join(dir, `e${i}.json`), `${i}`))));
+    // Closes run off the callers' paths: give them a moment.
+    for (let i = 0; i < 50 && open() > before; i += 1) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.equal(open(), before);
+  });
+
   // What the kernel was asked, in the order it was asked, from strace: the
   // only way to see the syncs themselves.
   const strace = spawnSync('strace', ['-V'], { stdio: 'ignore' }).status === 0;
@@ -138,7 +184,10 @@ describe('durable files', () => {
       /** Start and end (indices in the trace) of the first fsync of `fd` after `after`. */
       const fsyncOf = (fd: number, after: number) => calls.find((c) => c.name === 'fsync' && c.start > after && c.args === String(fd));
       const opened = (path: string) => calls.filter((c) => c.name === 'openat' && c.args.includes(`"${path}"`) && Number(c.ret) >= 0);
-      const dirSyncs = opened(files).map((open) => fsyncOf(Number(open.ret), open.end)!);
+      // A folder's descriptor may be opened while a file gets its name, and closed unused when another's serves the sync:
+      // the directory syncs are the fsyncs of a descriptor last opened on the folder.
+      const lastOpenOf = (fd: string, before: number) => calls.findLast((c) => c.name === 'openat' && c.ret === fd && c.start < before);
+      const dirSyncs = calls.filter((c) => c.name === 'fsync' && lastOpenOf(c.args, c.start)?.args.includes(`"${files}"`));
       for (const path of stored) {
         const named = calls.find((c) => (c.name === 'link' || c.name === 'rename') && c.ret === '0' && c.args.endsWith(`"${path}"`));
         assert.ok(named, `${path} got its name`);

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { close, constants, fsync, open, write } from 'node:fs';
+import { close, constants, fstat, fsync, open, stat, write, type Stats } from 'node:fs';
 import { link, mkdir, rename, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
@@ -19,7 +19,9 @@ import { dirname, join } from 'node:path';
  * and a busy loop makes each trip wait: a report waits for as few as can be.
  * The temporary file is opened O_DSYNC, so its write returns only once its
  * bytes (and its size) are on disk, and no separate fsync is needed; closing
- * it, or a synced directory, happens beside what follows, not before it.
+ * it, or a synced directory, happens beside what follows, not before it; the
+ * directory is opened for its sync while the file gets its name. Four trips:
+ * open, write, link (or rename), fsync.
  */
 
 export interface WriteOptions {
@@ -31,28 +33,28 @@ export interface WriteOptions {
 export async function writeAtomic(path: string, data: string, options: WriteOptions = {}): Promise<void> {
   const dir = dirname(path);
   const temp = await writeTemp(dir, data, options);
-  try {
-    await rename(temp, path);
-  } catch (err) {
+  // The folder is opened for its sync while the file gets its name, not after.
+  const [named, folder] = await Promise.allSettled([rename(temp, path), openFolder(dir)]);
+  if (named.status === 'rejected') {
+    closeFolder(folder);
     await unlink(temp).catch(() => undefined);
-    throw err;
+    throw named.reason;
   }
-  await syncDirectory(dir);
+  await syncDirectory(dir, folderOf(folder));
 }
 
 /** Write a new file `stem.ext` in `dir`, or `stem-2.ext`, … if that name is taken; never overwrite. */
 export async function writeUnique(dir: string, stem: string, ext: string, data: string, options: WriteOptions = {}): Promise<string> {
   const temp = await writeTemp(dir, data, options);
-  let path: string;
-  try {
-    path = await linkUnique(temp, dir, stem, ext);
-  } catch (err) {
+  const [named, folder] = await Promise.allSettled([linkUnique(temp, dir, stem, ext), openFolder(dir)]);
+  if (named.status === 'rejected') {
+    closeFolder(folder);
     await unlink(temp).catch(() => undefined);
-    throw err;
+    throw named.reason;
   }
   // The temporary name goes while the directory syncs: only the new one must be durable.
-  await Promise.all([syncDirectory(dir), unlink(temp).catch(() => undefined)]);
-  return path;
+  await Promise.all([syncDirectory(dir, folderOf(folder)), unlink(temp).catch(() => undefined)]);
+  return named.value;
 }
 
 /** Remove a file for good (the removal itself made durable). */
@@ -150,26 +152,29 @@ async function makeDurably(dir: string): Promise<boolean> {
 /**
  * Resolves once `dir`'s entries as they are now are durable: by a sync that
  * starts now if none is running, else by the next one, started as soon as the
- * running one ends (it may have begun before the caller's change).
+ * running one ends (it may have begun before the caller's change). A caller
+ * may bring the folder already open (a descriptor this then owns).
  */
 const syncDirectory = groupCommit(fsyncDirectory);
 
-/** Who waits for the next run of one key's commit, and whether one runs now. */
-interface Group {
+/** Who waits for the next run of one key's commit, what they brought for it, and whether one runs now. */
+interface Group<O> {
   running: boolean;
-  waiting: Array<{ resolve(): void; reject(err: unknown): void }>;
+  waiting: Array<{ readonly offer: O | undefined; resolve(): void; reject(err: unknown): void }>;
 }
 
 /**
  * Share `commit(key)` among callers (group commit): a caller is settled by
  * the first run that starts after its call. With none running it starts at
  * once; while one runs, callers gather and the next starts when it ends, for
- * all of them. At most one run per key at a time.
+ * all of them. At most one run per key at a time. What callers offer goes
+ * to the run that settles them (every offer to exactly one run).
  */
-export function groupCommit(commit: (key: string) => Promise<void>): (key: string) => Promise<void> {
-  const groups = new Map<string, Group>();
-  const start = (key: string, group: Group) => {
+export function groupCommit<O = never>(commit: (key: string, offers: readonly O[]) => Promise<void>): (key: string, offer?: O) => Promise<void> {
+  const groups = new Map<string, Group<O>>();
+  const start = (key: string, group: Group<O>) => {
     const batch = group.waiting;
+    const offers = batch.flatMap((waiter) => (waiter.offer === undefined ? [] : [waiter.offer]));
     group.waiting = [];
     group.running = true;
     const settle = (err?: unknown) => {
@@ -181,19 +186,72 @@ export function groupCommit(commit: (key: string) => Promise<void>): (key: strin
       group.running = false;
       groups.delete(key);
     };
-    new Promise<void>((resolve) => resolve(commit(key))).then(() => settle(), (err: unknown) => settle(err ?? new Error('commit failed')));
+    new Promise<void>((resolve) => resolve(commit(key, offers))).then(() => settle(), (err: unknown) => settle(err ?? new Error('commit failed')));
   };
-  return (key) => {
+  return (key, offer) => {
     const group = groups.get(key) ?? { running: false, waiting: [] };
     groups.set(key, group);
-    const done = new Promise<void>((resolve, reject) => group.waiting.push({ resolve, reject }));
+    const done = new Promise<void>((resolve, reject) => group.waiting.push({ offer, resolve, reject }));
     if (!group.running) start(key, group);
     return done;
   };
 }
 
-/** open, fsync: one sync of a directory's entries (the close follows, off the caller's path). */
-function fsyncDirectory(dir: string): Promise<void> {
+/** The folder, opened to be synced; undefined if it cannot be (the sync then opens it itself, and says why). */
+function openFolder(dir: string): Promise<number | undefined> {
+  return new Promise((resolve) => open(dir, 'r', (err, fd) => resolve(err ? undefined : fd)));
+}
+
+function folderOf(opened: PromiseSettledResult<number | undefined>): number | undefined {
+  return opened.status === 'fulfilled' ? opened.value : undefined;
+}
+
+function closeFolder(opened: PromiseSettledResult<number | undefined>): void {
+  const fd = folderOf(opened);
+  if (fd !== undefined) close(fd, () => undefined);
+}
+
+/**
+ * One sync of a directory's entries. Through a descriptor a caller opened
+ * while its file got its name, if any: one trip to the thread pool, not two.
+ * That descriptor may be of a folder no longer under the name (removed, or
+ * moved away and made again, as the file got its name): asked beside the
+ * sync, and then the folder under the name is opened and synced instead.
+ * Descriptors are closed off the caller's path.
+ */
+export function fsyncDirectory(dir: string, offered: readonly number[]): Promise<void> {
+  const [fd, ...spare] = offered;
+  for (const other of spare) close(other, () => undefined);
+  if (fd === undefined) return openAndSync(dir);
+  return new Promise((resolve, reject) => {
+    let pending = 3;
+    let syncErr: Error | undefined;
+    let held: Stats | undefined;
+    let named: Stats | undefined;
+    const settle = () => {
+      if (--pending > 0) return;
+      close(fd, () => undefined);
+      if (syncErr) reject(syncErr);
+      else if (held && named && held.ino === named.ino && held.dev === named.dev) resolve();
+      else openAndSync(dir).then(resolve, reject);
+    };
+    fsync(fd, (err) => {
+      syncErr = err ?? undefined;
+      settle();
+    });
+    fstat(fd, (err, stats) => {
+      held = err ? undefined : stats;
+      settle();
+    });
+    stat(dir, (err, stats) => {
+      named = err ? undefined : stats;
+      settle();
+    });
+  });
+}
+
+/** open, fsync: the folder by its name (the close follows, off the caller's path). */
+function openAndSync(dir: string): Promise<void> {
   return new Promise((resolve, reject) => {
     open(dir, 'r', (openErr, fd) => {
       if (openErr) return reject(openErr);
