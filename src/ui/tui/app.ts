@@ -91,14 +91,14 @@ export function drawerOptions(data: DrawerData, env: NodeJS.ProcessEnv): WorkerO
   return { workerData: data, transferList: [data.output], env, resourceLimits: DRAWER_HEAP };
 }
 
-/** Start the drawing thread: worker.js next to the built app.js. */
+/** Start the drawing thread: drawer.js (which loads worker.js) next to the built app.js. */
 function startDrawer(data: DrawerData, env: NodeJS.ProcessEnv): Worker {
   const options = drawerOptions(data, env);
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./worker.js', import.meta.url), options);
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./drawer.js', import.meta.url), options);
   // Run from the TypeScript source (the tests, through tsx): Node 22 and later
   // give a worker the parent's `--import tsx`, Node 20 does not, so the
   // worker loads its module through tsx's API.
-  const source = JSON.stringify(new URL('./worker.tsx', import.meta.url).href);
+  const source = JSON.stringify(new URL('./drawer.ts', import.meta.url).href);
   const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'));
   return new Worker(`import(${tsx}).then((tsx) => tsx.tsImport(${source}, ${source}))`, { ...options, eval: true });
 }
