@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { networkInterfaces } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ghAuthToken, GitHub, resolveToken, TOKEN_HELP } from '../github/index.ts';
+import { ghAuthToken, resolveToken, TOKEN_HELP } from '../github/auth.ts';
+import type { GitHub } from '../github/index.ts';
 import { bind, createApp } from '../http/index.ts';
 import { Queue, replayChanges, systemClock, type Clock, type QueueState } from '../jobs/index.ts';
 import type { Log } from '../log.ts';
@@ -199,6 +200,9 @@ async function connect(config: Config, deps: StartDeps): Promise<GitHub> {
   const found = await resolveToken({ flag: settings.token, env: deps.env ?? process.env, gh: deps.gh ?? ghAuthToken }, settings.apiUrl);
   if (!found) throw new TokenMissing();
   deps.log('github', `using the token from ${found.from} for ${settings.apiUrl}`);
+  // Loaded here, not at start: octokit and undici are some 10 MB of memory
+  // that a run without GitHub (--dir and --reports) never uses.
+  const { GitHub } = await import('../github/client.ts');
   return new GitHub({
     apiUrl: settings.apiUrl,
     token: found.token,

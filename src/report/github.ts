@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { GitHubError, toGitHubError, type GitHub, type IssueRef } from '../github/index.ts';
+import { GitHubError, toGitHubError } from '../github/errors.ts';
+import type { GitHub, IssueRef } from '../github/index.ts';
 import type { Log } from '../log.ts';
 import { issueMarker, linkMarker, partMarker, planIssue } from './issue.ts';
 import type { Outbox, OutboxEntry } from './outbox.ts';
