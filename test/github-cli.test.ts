@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -131,6 +131,35 @@ describe('starting against GitHub', () => {
       assert.match(lines.at(-1)!, /^dispatch: /);
       assert.ok(!result.output.text.includes(TOKEN));
     }
+  });
+});
+
+describe('the GitHub client is loaded only by a run that uses GitHub', () => {
+  // Node's own log of the ES modules it loads (NODE_DEBUG=esm), one line per module.
+  const loaded = (text: string, path: string) => text.split('\n').some((line) => line.includes('ModuleLoadMap') && line.includes(path));
+  // The log line itself: Node's log may quote the source that prints it.
+  const listening = (text: string) => (/^\S+\s+http\s+listening on http:/m.test(text) ? true : undefined);
+
+  test('a directory run with reports to a directory loads neither octokit nor undici; a GitHub run loads them', async (t) => {
+    const dir = await scratch(t);
+    await mkdir(join(dir, 'workloads'));
+    await writeFile(join(dir, 'workloads', 'a.efi'), EFI);
+    const local = run(['--dir', join(dir, 'workloads'), '--reports', join(dir, 'reports'), '--state-dir', join(dir, 'state'), '--bind', '127.0.0.1:0', '--no-mdns', '--log', 'plain'], { ...cleanEnv(), NODE_DEBUG: 'esm' });
+    await until('listening', () => listening(local.output.text));
+    local.child.kill('SIGTERM');
+    assert.equal(await local.exit(), 0);
+    assert.ok(loaded(local.output.text, '/src/cli/start.ts'), `Node's log of the modules it loads names start.ts: ${local.output.text.slice(0, 300)}`);
+    assert.ok(!loaded(local.output.text, '/node_modules/@octokit/'), 'octokit was loaded');
+    assert.ok(!loaded(local.output.text, '/node_modules/undici/'), 'undici was loaded');
+
+    const gh = await github(t);
+    const remote = run(dispatchArgs(gh, await scratch(t)), { ...cleanEnv(), NODE_DEBUG: 'esm' });
+    await until('listening', () => listening(remote.output.text));
+    remote.child.kill('SIGTERM');
+    assert.equal(await remote.exit(), 0);
+    assert.ok(loaded(remote.output.text, '/node_modules/@octokit/rest/'), 'octokit was not loaded');
+    assert.ok(loaded(remote.output.text, '/node_modules/undici/'), 'undici was not loaded');
+    assert.ok(!remote.output.text.includes(TOKEN), 'the token never appears in the output');
   });
 });
 
