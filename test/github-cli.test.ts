@@ -135,31 +135,40 @@ describe('starting against GitHub', () => {
 });
 
 describe('the GitHub client is loaded only by a run that uses GitHub', () => {
-  // Node's own log of the ES modules it loads (NODE_DEBUG=esm), one line per module.
-  const loaded = (text: string, path: string) => text.split('\n').some((line) => line.includes('ModuleLoadMap') && line.includes(path));
-  // The log line itself: Node's log may quote the source that prints it.
-  const listening = (text: string) => (/^\S+\s+http\s+listening on http:/m.test(text) ? true : undefined);
+  /**
+   * The CLI until it listens, then stopped, with Node's own log of the ES
+   * modules it loads (NODE_DEBUG=esm, on stderr, apart from the log lines
+   * on stdout: a read of the one can end in the middle of a line).
+   */
+  async function modulesLoaded(t: TestContext, args: string[]): Promise<{ log: string; modules: string }> {
+    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, env: { ...cleanEnv(), NODE_DEBUG: 'esm' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    t.after(() => child.kill('SIGKILL'));
+    let log = '';
+    let modules = '';
+    child.stdout!.on('data', (d: Buffer) => (log += d));
+    child.stderr!.on('data', (d: Buffer) => (modules += d));
+    const exited = once(child, 'exit');
+    await until('listening', () => (/ listening on http:/.test(log) ? true : undefined));
+    child.kill('SIGTERM');
+    assert.deepEqual(await exited, [0, null], log);
+    return { log, modules };
+  }
+  const loaded = (modules: string, path: string) => modules.split('\n').some((line) => line.includes('ModuleLoadMap') && line.includes(path));
 
   test('a directory run with reports to a directory loads neither octokit nor undici; a GitHub run loads them', async (t) => {
     const dir = await scratch(t);
     await mkdir(join(dir, 'workloads'));
     await writeFile(join(dir, 'workloads', 'a.efi'), EFI);
-    const local = run(['--dir', join(dir, 'workloads'), '--reports', join(dir, 'reports'), '--state-dir', join(dir, 'state'), '--bind', '127.0.0.1:0', '--no-mdns', '--log', 'plain'], { ...cleanEnv(), NODE_DEBUG: 'esm' });
-    await until('listening', () => listening(local.output.text));
-    local.child.kill('SIGTERM');
-    assert.equal(await local.exit(), 0);
-    assert.ok(loaded(local.output.text, '/src/cli/start.ts'), `Node's log of the modules it loads names start.ts: ${local.output.text.slice(0, 300)}`);
-    assert.ok(!loaded(local.output.text, '/node_modules/@octokit/'), 'octokit was loaded');
-    assert.ok(!loaded(local.output.text, '/node_modules/undici/'), 'undici was loaded');
+    const local = await modulesLoaded(t, ['--dir', join(dir, 'workloads'), '--reports', join(dir, 'reports'), '--state-dir', join(dir, 'state'), '--bind', '127.0.0.1:0', '--no-mdns', '--log', 'plain']);
+    assert.ok(loaded(local.modules, '/src/cli/start.ts'), `Node's log of the modules it loads names start.ts: ${local.modules.slice(0, 300)}`);
+    assert.ok(!loaded(local.modules, '/node_modules/@octokit/'), 'octokit was loaded');
+    assert.ok(!loaded(local.modules, '/node_modules/undici/'), 'undici was loaded');
 
     const gh = await github(t);
-    const remote = run(dispatchArgs(gh, await scratch(t)), { ...cleanEnv(), NODE_DEBUG: 'esm' });
-    await until('listening', () => listening(remote.output.text));
-    remote.child.kill('SIGTERM');
-    assert.equal(await remote.exit(), 0);
-    assert.ok(loaded(remote.output.text, '/node_modules/@octokit/rest/'), 'octokit was not loaded');
-    assert.ok(loaded(remote.output.text, '/node_modules/undici/'), 'undici was not loaded');
-    assert.ok(!remote.output.text.includes(TOKEN), 'the token never appears in the output');
+    const remote = await modulesLoaded(t, dispatchArgs(gh, await scratch(t)));
+    assert.ok(loaded(remote.modules, '/node_modules/@octokit/rest/'), 'octokit was not loaded');
+    assert.ok(loaded(remote.modules, '/node_modules/undici/'), 'undici was not loaded');
+    assert.ok(!remote.log.includes(TOKEN) && !remote.modules.includes(TOKEN), 'the token never appears in the output');
   });
 });
 
