@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, test, type TestContext } from 'node:test';
+import { after, describe, test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { send } from './fleet/http.ts';
 import { startFakeGitHub, type FakeGitHub } from './github/fake.ts';
@@ -52,8 +52,16 @@ interface Run {
   exit(): Promise<number | null>;
 }
 
+/** CLIs still running when the file's tests end (a test failed midway): stopped, so the file can end. */
+const running = new Set<ChildProcess>();
+after(() => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 function run(args: string[], env = cleanEnv()): Run {
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   const output = { text: '' };
   child.stdout!.on('data', (d: Buffer) => (output.text += d));
   child.stderr!.on('data', (d: Buffer) => (output.text += d));
