@@ -33,28 +33,33 @@ export interface WriteOptions {
 export async function writeAtomic(path: string, data: string, options: WriteOptions = {}): Promise<void> {
   const dir = dirname(path);
   const temp = await writeTemp(dir, data, options);
-  // The folder is opened for its sync while the file gets its name, not after.
-  const [named, folder] = await Promise.allSettled([rename(temp, path), openFolder(dir)]);
-  if (named.status === 'rejected') {
-    closeFolder(folder);
-    await unlink(temp).catch(() => undefined);
-    throw named.reason;
-  }
-  await syncDirectory(dir, folderOf(folder));
+  const { folder } = await nameBesideFolder(temp, dir, rename(temp, path));
+  await syncDirectory(dir, folder);
 }
 
 /** Write a new file `stem.ext` in `dir`, or `stem-2.ext`, … if that name is taken; never overwrite. */
 export async function writeUnique(dir: string, stem: string, ext: string, data: string, options: WriteOptions = {}): Promise<string> {
   const temp = await writeTemp(dir, data, options);
-  const [named, folder] = await Promise.allSettled([linkUnique(temp, dir, stem, ext), openFolder(dir)]);
+  const { named, folder } = await nameBesideFolder(temp, dir, linkUnique(temp, dir, stem, ext));
+  // The temporary name goes while the directory syncs: only the new one must be durable.
+  await Promise.all([syncDirectory(dir, folder), unlink(temp).catch(() => undefined)]);
+  return named;
+}
+
+/**
+ * Wait for `naming` (the temporary file getting its name) while `dir` is
+ * opened for its sync, not after. If the naming fails, the folder is closed,
+ * the temporary file goes, and its error is thrown.
+ */
+async function nameBesideFolder<T>(temp: string, dir: string, naming: Promise<T>): Promise<{ named: T; folder: number | undefined }> {
+  const [named, opened] = await Promise.allSettled([naming, openFolder(dir)]);
+  const folder = opened.status === 'fulfilled' ? opened.value : undefined;
   if (named.status === 'rejected') {
-    closeFolder(folder);
+    if (folder !== undefined) close(folder, () => undefined);
     await unlink(temp).catch(() => undefined);
     throw named.reason;
   }
-  // The temporary name goes while the directory syncs: only the new one must be durable.
-  await Promise.all([syncDirectory(dir, folderOf(folder)), unlink(temp).catch(() => undefined)]);
-  return named.value;
+  return { named: named.value, folder };
 }
 
 /** Remove a file for good (the removal itself made durable). */
@@ -200,15 +205,6 @@ export function groupCommit<O = never>(commit: (key: string, offers: readonly O[
 /** The folder, opened to be synced; undefined if it cannot be (the sync then opens it itself, and says why). */
 function openFolder(dir: string): Promise<number | undefined> {
   return new Promise((resolve) => open(dir, 'r', (err, fd) => resolve(err ? undefined : fd)));
-}
-
-function folderOf(opened: PromiseSettledResult<number | undefined>): number | undefined {
-  return opened.status === 'fulfilled' ? opened.value : undefined;
-}
-
-function closeFolder(opened: PromiseSettledResult<number | undefined>): void {
-  const fd = folderOf(opened);
-  if (fd !== undefined) close(fd, () => undefined);
 }
 
 /**
